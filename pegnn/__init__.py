@@ -1,0 +1,14 @@
+"""pegnn: permutation-equivariant GNNs for wireless resource allocation, declared
+from the problem's sets and tensors (PyTorch Geometric).
+
+    spec = pegnn.load_spec("graphs/tenn_precoding.yaml")
+    print(pegnn.plan(spec))                       # symmetry group, modules, processors
+    g = pegnn.build_graph(spec, "ue=8,ant_ue=2,ant_bs=32", {"H": H, "noise": 0.1})
+"""
+from .spec import ProblemSpec, SpecError, load_spec, parse_sizes
+from .plan import Plan, plan
+from .graph import SetGraph, build_graph
+
+__all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_sizes", "Plan", "plan",
+           "SetGraph", "build_graph"]
+__version__ = "0.1.0"

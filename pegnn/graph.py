@@ -1,0 +1,373 @@
+"""From spec + sizes + inputs to a PyG ``HeteroData`` (DESIGN §3).
+
+A tensor over sets is a hypergraph: each entry is a hyperedge over one element of
+each of its sets. :func:`build_graph` stores it the PyG way:
+
+* one node type per **set** (``g['ue'].num_nodes``); a nested set's elements have
+  global, parent-major ids and a ``(child, 'in', parent)`` edge to their parent;
+* one node type per **tensor field** (inputs and outputs), whose nodes are the
+  entries (row-major over the dims; a nested dim only ranges over the children of
+  the element its ancestor dim takes, when that ancestor is a dim of the tensor);
+  input entries carry ``x`` = values (complex as [re, im] channels);
+* **incidence** edge types ``(field, 'at_<set>', set)`` linking each entry to its
+  element in every dim (``'at2_<set>'`` for a repeated dim);
+* the **state field** ``'_D'`` the engine updates (paper 002 Sec. IV-B): one entry
+  per element tuple of the plan's state axes (full product, so that cross-cell
+  entries keep carrying inter-cell channels), incidence edges like any field,
+  ``(input, 'feeds', '_D')`` edges saying which input entry initialises each state
+  entry, and ``update`` — the entries f_out updates (jointly permuted axes agree on
+  their common ancestor / declared joint axes agree on their local index);
+* cached **fibres**: ``g['_D'].fib_<l1>_<l2>...`` gives, per state entry, the id of
+  its group when axis i is kept at nesting level l_i (0: the element itself, 1: its
+  parent, ..., depth+1: pooled away). The mean over a fibre, broadcast back, is the
+  building block of every TENN/GNN aggregation (eq. 17 and paper 002 eq. 4);
+* cached **attention pairs** ``('_D', 'pair_<set>', '_D')``: entries that agree on
+  every other axis and differ on ``set`` (paper 002 eqs. 3, 5), with ``group`` (the
+  element pair (k, j) they score) and ``same_parent`` (within- vs across-parent);
+* **output maps**: ``('_D', 'pools', out)`` (MDI pooling of updated state entries
+  onto each output entry) or, for an output repeating a set (HOE 1→2), pooling onto
+  a base field ``'_B_<out>'`` plus ``('_B_<out>', 'row'|'col', out)`` edges (the two
+  base entries of each output entry)
+  and ``g['_B_<out>'].fib_lift`` (the mean over the lifted set, eqs. 23-24).
+
+Group ids (``fib_*``, ``group``, ``fib_lift``) and ``row``/``col`` are per-graph
+local and shifted on batching by :class:`SetGraph`, so mixed-size graphs batch with
+``torch_geometric.loader.DataLoader`` and un-batch exactly.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Mapping
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from .plan import Plan, plan as make_plan
+from .spec import ProblemSpec, SpecError, parse_sizes
+
+__all__ = ["SetGraph", "build_graph", "resolve_sizes", "state_axes", "STATE"]
+
+STATE = "_D"
+
+
+class SetGraph(HeteroData):
+    """``HeteroData`` whose per-graph group ids shift correctly when batched."""
+
+    def __inc__(self, key, value, store=None, *args, **kwargs):
+        if key.startswith("fib_") or key == "group":
+            return int(value.max()) + 1 if value.numel() else 0
+        return super().__inc__(key, value, store, *args, **kwargs)
+
+
+# ------------------------------------------------------------------ sizes
+class _Sets:
+    """Element bookkeeping for one graph: counts, parents, local indices, ancestors."""
+
+    def __init__(self, spec: ProblemSpec, sizes: Mapping[str, int | list[int]], source: str):
+        self.spec = spec
+        self.n: dict[str, int] = {}
+        self.parent: dict[str, Tensor] = {}
+        self.local: dict[str, Tensor] = {}
+        self.uniform: dict[str, int] = {}       # children per parent, -1 if ragged
+        unknown = [k for k in sizes if k not in spec.sets]
+        if unknown:
+            raise SpecError(source, unknown[0], f"unknown set; expected one of {sorted(spec.sets)}")
+        for s in _topological(spec):
+            if s not in sizes:
+                raise SpecError(source, s, "missing size for this set (every set, parents included, needs one)")
+            val, p = sizes[s], spec.parent(s)
+            if p is None:
+                if isinstance(val, bool) or not isinstance(val, int):
+                    raise SpecError(source, s, f"{s!r} is a normal set and takes a positive integer, got {val!r}")
+                counts = [val]
+            elif isinstance(val, (list, tuple)):
+                if len(val) != self.n[p]:
+                    raise SpecError(source, s, f"ragged sizes need one count per {p!r} element "
+                                               f"({self.n[p]}), got {len(val)}")
+                counts = list(val)
+            elif isinstance(val, int) and not isinstance(val, bool):
+                counts = [val] * self.n[p]
+            else:
+                raise SpecError(source, s, f"expected an integer or a list of integers, got {val!r}")
+            for c in counts:
+                if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                    raise SpecError(source, s, f"sizes must be integers >= 1, got {c!r}")
+            self.n[s] = sum(counts)
+            self.uniform[s] = counts[0] if len(set(counts)) == 1 else -1
+            if p is not None:
+                cnt = torch.tensor(counts)
+                self.parent[s] = torch.repeat_interleave(torch.arange(len(counts)), cnt)
+                starts = torch.cumsum(cnt, 0) - cnt
+                self.local[s] = torch.arange(self.n[s]) - starts[self.parent[s]]
+            else:
+                self.local[s] = torch.arange(self.n[s])
+
+    def ancestor(self, s: str, a: str) -> Tensor:
+        """Map each element of ``s`` to its ancestor in set ``a`` (``a == s``: identity)."""
+        idx = torch.arange(self.n[s])
+        while s != a:
+            idx = self.parent[s][idx]
+            s = self.spec.parent(s)
+        return idx
+
+    def level(self, s: str, lvl: int) -> tuple[str | None, Tensor]:
+        """Element ids of ``s`` lifted ``lvl`` nesting levels up (``None``: pooled)."""
+        chain = [s, *self.spec.ancestors(s)]
+        if lvl >= len(chain):
+            return None, torch.zeros(self.n[s], dtype=torch.long)
+        return chain[lvl], self.ancestor(s, chain[lvl])
+
+
+def _topological(spec: ProblemSpec) -> list[str]:
+    return sorted(spec.sets, key=spec.depth)
+
+
+def resolve_sizes(sizes: str | Mapping, source: str = "--sizes") -> dict:
+    return parse_sizes(sizes, source) if isinstance(sizes, str) else dict(sizes)
+
+
+# -------------------------------------------------------------- entries
+def _entries(S: _Sets, dims: tuple[str, ...]) -> Tensor:
+    """Element tuples ``[n_entries, len(dims)]`` of a tensor, row-major, with ties."""
+    rows = torch.zeros(1, 0, dtype=torch.long)
+    for i, d in enumerate(dims):
+        tie = next(((p, a) for a in S.spec.ancestors(d) for p in range(i) if dims[p] == a), None)
+        elems = torch.arange(S.n[d])
+        r = rows.repeat_interleave(len(elems), 0)
+        e = elems.repeat(len(rows))
+        if tie is not None:
+            p, a = tie
+            keep = S.ancestor(d, a)[e] == r[:, p]
+            r, e = r[keep], e[keep]
+        rows = torch.cat([r, e[:, None]], 1)
+    return rows
+
+
+def _lookup(table: Tensor, query: Tensor, radix: list[int]) -> Tensor:
+    """Row ids of ``query`` tuples in ``table`` (-1 if absent), by mixed-radix keys."""
+    def key(t: Tensor) -> Tensor:
+        k = torch.zeros(len(t), dtype=torch.long)
+        for j, r in enumerate(radix):
+            k = k * r + t[:, j]
+        return k
+    tk = key(table)
+    order = torch.argsort(tk)
+    qk = key(query)
+    pos = torch.searchsorted(tk[order], qk).clamp(max=max(len(tk) - 1, 0))
+    hit = tk[order][pos] == qk if len(tk) else torch.zeros_like(qk, dtype=torch.bool)
+    return torch.where(hit, order[pos], torch.full_like(qk, -1))
+
+
+def _group(cols: list[Tensor], n: int) -> Tensor:
+    """Dense group ids of the rows given by columns ``cols`` (one group if none)."""
+    if not cols:
+        return torch.zeros(n, dtype=torch.long)
+    return torch.unique(torch.stack(cols, 1), dim=0, return_inverse=True)[1]
+
+
+def state_axes(spec: ProblemSpec, p: Plan) -> list[str]:
+    """The state tensor's axes: the plan's recursion sets, a set twice when an input
+    repeats it (the order-2 state that the 2→2 layer of paper 001 App. E updates)."""
+    axes: list[str] = []
+    for s in p.state:
+        axes.append(s)
+        if any(t.dims.count(s) == 2 for t in spec.inputs.values()):
+            axes.append(s)
+    return axes
+
+
+def _resolve(S: _Sets, axes: list[str], coords: Tensor, d: str, prefer: tuple[str, ...] = ()) -> Tensor:
+    """Element of set ``d`` that each state entry determines: its own axis, else the
+    ancestor of the first axis below ``d`` (preferring axes the tensor itself uses)."""
+    if d in axes:
+        return coords[:, axes.index(d)]
+    below = [i for i, a in enumerate(axes) if d in S.spec.ancestors(a)]
+    below.sort(key=lambda i: (axes[i] not in prefer, i))
+    return S.ancestor(axes[below[0]], d)[coords[:, below[0]]]
+
+
+# ------------------------------------------------------------------ build
+def build_graph(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Tensor] | None = None,
+                plan: Plan | None = None, source: str = "sizes") -> SetGraph:
+    """Build the heterogeneous graph of one problem instance.
+
+    Args:
+        spec: the problem.
+        sizes: ``{"ue": 3, "ant_ue": [2, 3, 1], ...}`` or ``"ue=3,ant_ue=[2,3,1]"``:
+            an integer per normal set, an integer or per-parent list per nested set.
+        inputs: ``{name: tensor}`` dense over the *global* element ids of the
+            tensor's dims (e.g. ``H``: ``[n_ue, n_ant_ue, n_ant_bs]``; a scalar is
+            ``[]`` or ``[1]``); entries outside the tensor's ties are ignored. Complex
+            inputs become ``[re, im]`` feature channels. ``None`` builds the structure
+            only (features are zeros), as ``pegnn inspect`` does.
+
+    Returns:
+        :class:`SetGraph`. Raises :class:`SpecError` for sizes or inputs that disagree
+        with the spec (one line: what is wrong and what is expected).
+    """
+    p = plan or make_plan(spec)
+    S = _Sets(spec, resolve_sizes(sizes, source), source)
+    g = SetGraph()
+    for s in spec.sets:
+        g[s].num_nodes = S.n[s]
+        g[s].fanout = torch.tensor([S.uniform[s]])
+        if spec.parent(s):
+            g[s, "in", spec.parent(s)].edge_index = torch.stack([torch.arange(S.n[s]), S.parent[s]])
+
+    fields = {}
+    for name, t in spec.tensors.items():
+        coords = _entries(S, t.dims)
+        fields[name] = coords
+        g[name].num_nodes = len(coords)
+        _incidence(g, name, t.dims, coords)
+        if name in spec.inputs:
+            g[name].x = _features(name, t, coords, S, None if inputs is None else inputs.get(name), source)
+    if inputs is not None:
+        extra = sorted(set(inputs) - set(spec.inputs))
+        if extra:
+            raise SpecError("inputs", extra[0], f"not an input of {spec.name!r}; expected {sorted(spec.inputs)}")
+
+    # state field -------------------------------------------------------
+    axes = state_axes(spec, p)
+    D = torch.cartesian_prod(*[torch.arange(S.n[a]) for a in axes]) if axes else torch.zeros(1, 0, dtype=torch.long)
+    if D.dim() == 1:
+        D = D[:, None]
+    g[STATE].num_nodes = len(D)
+    _incidence(g, STATE, tuple(axes), D)
+    g[STATE].updated = _update_mask(spec, S, axes, D)
+    for name, t in spec.inputs.items():
+        occ: dict[str, int] = {}
+        q = []
+        for d in t.dims:  # the k-th occurrence of a set reads the k-th state axis of that set
+            k = occ[d] = occ.get(d, -1) + 1
+            ax = [i for i, a in enumerate(axes) if a == d]
+            q.append(D[:, ax[k]] if len(ax) > k else _resolve(S, axes, D, d, t.dims))
+        src = _lookup(fields[name], torch.stack(q, 1) if q else torch.zeros(len(D), 0, dtype=torch.long),
+                      [S.n[d] for d in t.dims])
+        ok = src >= 0  # state entries whose coordinates break the tensor's ties read nothing
+        g[name, "feeds", STATE].edge_index = torch.stack([src[ok], torch.arange(len(D))[ok]])
+    _fibres(g, S, axes, D)
+    _pairs(g, spec, S, axes, D, p)
+    for name, t in spec.outputs.items():
+        _output_maps(g, S, axes, D, name, t, fields[name])
+    return g
+
+
+def _incidence(g: SetGraph, name: str, dims: tuple[str, ...], coords: Tensor) -> None:
+    seen: set[str] = set()
+    for i, d in enumerate(dims):
+        rel = f"at2_{d}" if d in seen else f"at_{d}"
+        seen.add(d)
+        g[name, rel, d].edge_index = torch.stack([torch.arange(len(coords)), coords[:, i]])
+
+
+def _features(name, t, coords, S: _Sets, value, source) -> Tensor:
+    chans = 2 if t.complex else 1
+    if value is None:
+        return torch.zeros(len(coords), chans)
+    value = torch.as_tensor(value)
+    want = tuple(S.n[d] for d in t.dims)
+    got = tuple(value.shape)
+    if got != want and not (want == () and got == (1,)):
+        dims = ", ".join(t.dims) or "scalar"
+        raise SpecError("inputs", name, f"shape {list(got)} disagrees with the sizes: expected {list(want)} over ({dims})")
+    if value.is_complex() and not t.complex:
+        raise SpecError("inputs", name, "got a complex tensor for a real input; declare it `complex: true` or pass real values")
+    if not torch.isfinite(value).all():
+        raise SpecError("inputs", name, "contains NaN or Inf; expected finite values")
+    value = value.reshape(want)
+    v = value[tuple(coords[:, i] for i in range(len(t.dims)))] if t.dims else value.reshape(1)
+    if t.complex:
+        v = torch.view_as_real(v.to(torch.complex64) if not v.is_complex() else v)
+        return v.reshape(len(coords), 2).float() if v.dtype != torch.float64 else v.reshape(len(coords), 2)
+    return v.reshape(len(coords), 1).to(torch.float64 if v.dtype == torch.float64 else torch.float32)
+
+
+def _update_mask(spec, S: _Sets, axes, D) -> Tensor:
+    """Entries f_out updates (Procedure 1, lines 24-27)."""
+    mask = torch.ones(len(D), dtype=torch.bool)
+    for a in spec.sets:
+        below = [i for i, s in enumerate(axes) if a in spec.ancestors(s)]
+        if len(below) >= 2:
+            anc = [S.ancestor(axes[i], a)[D[:, i]] for i in below]
+            for other in anc[1:]:
+                mask &= other == anc[0]
+    for grp in spec.joint:
+        idx = [axes.index(s) for s in grp if s in axes]
+        for i in idx[1:]:
+            mask &= S.local[axes[i]][D[:, i]] == S.local[axes[idx[0]]][D[:, idx[0]]]
+    return mask
+
+
+def fibre_key(levels: tuple[int, ...]) -> str:
+    return "fib_" + "_".join(map(str, levels))
+
+
+def fibre_levels(spec: ProblemSpec, axes: list[str]) -> list[tuple[int, ...]]:
+    """Every combination of per-axis nesting levels (0 = the element, ..., depth+1 = pooled)."""
+    return list(itertools.product(*[range(spec.depth(a) + 2) for a in axes]))
+
+
+def _fibres(g, S: _Sets, axes, D) -> None:
+    for lv in fibre_levels(S.spec, axes):
+        cols = []
+        for i, (a, l) in enumerate(zip(axes, lv)):
+            s, ids = S.level(a, l)
+            if s is not None:
+                cols.append(ids[D[:, i]])
+        g[STATE][fibre_key(lv)] = _group(cols, len(D))
+
+
+def _pairs(g, spec, S: _Sets, axes, D, p: Plan) -> None:
+    """Attention pairs along every recursion set (cheap; the engine uses those it needs)."""
+    for i, a in enumerate(axes):
+        if axes.index(a) != i:
+            continue  # the second copy of an order-2 axis pairs like the first
+        others = [D[:, j] for j in range(len(axes)) if j != i]
+        rest = _group(others, len(D))
+        # all ordered pairs within each group of entries agreeing on the other axes
+        order = torch.argsort(rest, stable=True)
+        counts = torch.bincount(rest)
+        starts = torch.cumsum(counts, 0) - counts
+        n = counts[rest[order]]
+        src_pos = torch.repeat_interleave(torch.arange(len(D)), n)
+        e1 = order[src_pos]
+        off = torch.arange(len(src_pos)) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+        e2 = order[starts[rest[e1]] + off]
+        keep = D[e1, i] != D[e2, i]
+        e1, e2 = e1[keep], e2[keep]
+        g[STATE, f"pair_{a}", STATE].edge_index = torch.stack([e2, e1])  # message j -> k
+        store = g[STATE, f"pair_{a}", STATE]
+        store.group = _group([D[e1, i], D[e2, i]], len(e1))
+        if spec.parent(a):
+            store.same_parent = S.parent[a][D[e1, i]] == S.parent[a][D[e2, i]]
+
+
+def _output_maps(g, S: _Sets, axes, D, name, t, coords) -> None:
+    upd = g[STATE].updated
+    base_dims = tuple(dict.fromkeys(t.dims))
+    lifted = len(base_dims) < len(t.dims)
+    base = _entries(S, base_dims) if lifted else coords
+    q = torch.stack([_resolve(S, axes, D, d, base_dims) for d in base_dims], 1) if base_dims else \
+        torch.zeros(len(D), 0, dtype=torch.long)
+    tgt = _lookup(base, q, [S.n[d] for d in base_dims])
+    ok = upd & (tgt >= 0)
+    dst = f"_B_{name}" if lifted else name
+    if lifted:
+        g[dst].num_nodes = len(base)
+        _incidence(g, dst, base_dims, base)
+        radix = [S.n[d] for d in base_dims]
+        s = next(d for d in base_dims if t.dims.count(d) == 2)
+        first, second = t.dims.index(s), len(t.dims) - 1 - t.dims[::-1].index(s)
+        row_dims = [i for i in range(len(t.dims)) if i != second]
+        col_dims = [second if i == first else i for i in range(len(t.dims)) if i != second]
+        ids = torch.arange(len(coords))
+        g[dst, "row", name].edge_index = torch.stack([_lookup(base, coords[:, row_dims], radix), ids])
+        g[dst, "col", name].edge_index = torch.stack([_lookup(base, coords[:, col_dims], radix), ids])
+        keep = [base[:, j] for j, d in enumerate(base_dims) if d != s]
+        for a in S.spec.ancestors(s):  # the lifted set's mean stays inside its parent
+            if a not in base_dims:
+                keep.append(S.ancestor(s, a)[base[:, base_dims.index(s)]])
+        g[dst].fib_lift = _group(keep, len(base))
+    g[STATE, "pools", dst].edge_index = torch.stack([torch.arange(len(D))[ok], tgt[ok]])

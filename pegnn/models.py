@@ -1,0 +1,244 @@
+"""PEGNN: one message-passing engine, configured from the plan (DESIGN §4).
+
+The model follows the TENN framework (paper 000 Sec. IV-A) and Procedure 1 of
+paper 002 at once:
+
+1. **embed** (FFC_1): every state entry reads its entry of every input (the graph's
+   ``feeds`` edges; complex inputs are [re, im] channels, a scalar such as σ² is
+   broadcast, eq. 31) and a linear map lifts the channels to ``hidden``;
+2. **backbone**: ``layers`` × :class:`PELayer` — an MDE layer (eq. 17, or a
+   low-complexity pattern P1-P3) in which, along every attention set, the mean is
+   replaced by the attention processor's aggregation (eqs. 3, 5); then ReLU and
+   LayerNorm (paper 000 Sec. IV-B), and f_out (Procedure 1, lines 24-27): only the
+   entries whose jointly permuted axes agree are updated;
+3. **read-out** per group of outputs with the same dims: MDI pooling over the state
+   axes the output lacks (PMA, eqs. 26-30), the HOE 1→2 lift on a set the output
+   repeats (eqs. 19-24), and FFC_2 to the output channels (eq. 36: [re, im] → complex).
+
+TEPN (MDE stack → MDI on ant_bs → HOE on ant_ue) and TEUSN (MDE stack → MDI on
+ant_ue, ant_bs) are this model on the TENN specs with the presets :data:`TEPN` and
+:data:`TEUSN`; the Guo & Yang GNNs are this model with ``attention="auto"``.
+
+The backbone runs on the dense path when every graph of the batch has the same
+sizes (see :mod:`pegnn.nn.layout`), else on the sparse path; the read-out always
+uses the graph's index maps (it touches each state entry once).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .graph import STATE, state_axes
+from .nn.attention import SetAttention
+from .nn.hoe import HOE
+from .nn.layout import Layout
+from .nn.mde import MDE, pattern_terms
+from .nn.mdi import MDI
+from .plan import plan as make_plan
+from .spec import ProblemSpec
+
+__all__ = ["PEGNN", "PELayer", "TEPN", "TEUSN", "unbatch"]
+
+#: paper 000 Sec. IV-B / V: TEPN with L = 3, D_H = 8; TEUSN with L = 4, D_H = 32.
+TEPN = dict(hidden=8, layers=3, pattern="all", attention="none", pooling="pma")
+TEUSN = dict(hidden=32, layers=4, pattern="all", attention="none", pooling="pma")
+
+
+class PELayer(nn.Module):
+    """One backbone layer: MDE with attention aggregations, ReLU, LN, f_out.
+
+    Shapes:
+        x: ``[E, C]`` (sparse) or ``[B, *factors, C]`` (dense) → same.
+    """
+
+    def __init__(self, channels: int, terms, attention: list[SetAttention], depths: list[int],
+                 norm: bool = True, residual: bool = False):
+        super().__init__()
+        self.mde = MDE(channels, channels, terms)
+        self.attention = nn.ModuleList(attention)
+        self.depths = depths
+        self.norm = nn.LayerNorm(channels) if norm else nn.Identity()
+        self.residual = residual
+
+    def forward(self, x: Tensor, layout: Layout) -> Tensor:
+        pooled: dict = {}
+        for att in self.attention:
+            msgs = att(x, layout)
+            i = att.axis
+            for t in self.mde.terms:
+                if t[i] == 0 or t in pooled:
+                    continue
+                scope = "all" if "all" in msgs else ("within" if t[i] == 1 else "across")
+                t0 = t[:i] + (0,) + t[i + 1:]
+                pooled[t] = (layout.pool(msgs[scope], t0), t0)
+        y = self.norm(torch.relu(self.mde(x, layout, pooled)))
+        if self.residual:
+            y = y + x
+        if not layout.all_updated:
+            y = torch.where(layout.updated.bool(), y, x)
+        return y
+
+
+class PEGNN(nn.Module):
+    """A permutation-equivariant model for ``spec``, built from its plan.
+
+    Args:
+        spec: the problem.
+        hidden: feature channels D_H of the state.
+        layers: number of backbone layers L.
+        pattern: MDE terms, ``"all"`` (eq. 17) or ``"P1"``/``"P2"``/``"P3"`` (paper 001).
+        attention: ``"auto"`` (the plan's interference rule), ``"none"``, ``"all"``
+            (every recursion set — the all-attention GNN of paper 002 Sec. IV-D), or a
+            list of set names (ablations such as "attention on RF chains", Fig. 5).
+        attention_kind: ``"inner"`` (default) or ``"softmax"``; see :class:`SetAttention`.
+        pooling: MDI pooling, ``"pma"`` or ``"mean"``.
+        heads: attention heads of PMA / softmax attention.
+        dense: ``None`` picks the dense path for regular batches; ``False`` forces sparse.
+    """
+
+    def __init__(self, spec: ProblemSpec, hidden: int = 32, layers: int = 3, pattern: str = "all",
+                 attention="auto", attention_kind: str = "inner", pooling: str = "pma", heads: int = 1,
+                 residual: bool = False, norm: bool = True, dense: bool | None = None):
+        super().__init__()
+        self.spec, self.plan = spec, make_plan(spec)
+        self.axes = state_axes(spec, self.plan)
+        self.dense = dense
+        self.config = dict(hidden=hidden, layers=layers, pattern=pattern, attention=attention,
+                           attention_kind=attention_kind, pooling=pooling, heads=heads,
+                           residual=residual, norm=norm)
+        self.attention_sets = self._attention_sets(attention)
+        depths = [spec.depth(a) for a in self.axes]
+        self.in_channels = sum(2 if t.complex else 1 for t in spec.inputs.values())
+        self.embed = nn.Linear(self.in_channels, hidden)
+        blocks = []
+        for l in range(layers):
+            att = [SetAttention(hidden, self.axes.index(s), s, spec.depth(s) > 0, attention_kind, heads)
+                   for s in self.attention_sets]
+            blocks.append(PELayer(hidden, pattern_terms(depths, pattern, l), att, depths, norm, residual))
+        self.layers = nn.ModuleList(blocks)
+        # outputs with the same dims share one read-out (TEPN: A and U, eq. 32)
+        self.groups: dict[str, list[str]] = {}
+        for name, t in spec.outputs.items():
+            self.groups.setdefault("|".join(t.dims), []).append(name)
+        self.readout = nn.ModuleDict()
+        for key, names in self.groups.items():
+            t = spec.outputs[names[0]]
+            out_ch = sum(2 if spec.outputs[n].complex else 1 for n in names)
+            lifted = len(set(t.dims)) < len(t.dims)
+            self.readout[key] = nn.ModuleDict({
+                "mdi": MDI(hidden, pooling, heads),
+                **({"hoe": HOE(hidden, hidden)} if lifted else {}),
+                "ffc": nn.Linear(hidden, out_ch),
+            })
+
+    def _attention_sets(self, attention) -> list[str]:
+        rec = self.plan.recursion_order
+        if attention in ("auto", True):
+            return self.plan.attention_sets()
+        if attention in ("none", None, False):
+            return []
+        if attention == "all":
+            return list(rec)
+        sets = [attention] if isinstance(attention, str) else list(attention)
+        for s in sets:
+            if s not in rec:
+                raise ValueError(f"attention set {s!r} is not a recursion set of {self.spec.name!r}; "
+                                 f"expected some of {rec}")
+        return sets
+
+    # ------------------------------------------------------------ forward
+    def layout(self, data) -> Layout:
+        return Layout(data, self.spec, self.axes, dense=self.dense)
+
+    def forward(self, data, entries: bool = False) -> dict[str, Tensor]:
+        """Run the model on a graph or a batch of graphs.
+
+        Returns ``{output: tensor}``: dense over the output's global element ids, with
+        a leading batch dim for a batch of equal-size graphs (``[B, *sizes]``), or —
+        for ragged/mixed batches or ``entries=True`` — one value per output entry
+        (``[N_entries]``, un-batch with :func:`unbatch`). Complex outputs are complex.
+        """
+        lay = self.layout(data)
+        x0 = self._gather_inputs(data, lay.E)
+        h = self.embed(x0)
+        if lay.dense:
+            h = lay.to_dense(h)
+        for layer in self.layers:
+            h = layer(h, lay)
+        if lay.dense:
+            h = lay.to_sparse(h)
+        out: dict[str, Tensor] = {}
+        for key, names in self.groups.items():
+            ro = self.readout[key]
+            t = self.spec.outputs[names[0]]
+            lifted = "hoe" in ro
+            dst = f"_B_{names[0]}" if lifted else names[0]
+            z = ro["mdi"](h, data[STATE, "pools", dst].edge_index, data[dst].num_nodes)
+            if lifted:
+                row = data[dst, "row", names[0]].edge_index[0]
+                col = data[dst, "col", names[0]].edge_index[0]
+                z = torch.relu(ro["hoe"](z, row, col, data[dst].fib_lift))
+            y = ro["ffc"](z)
+            c = 0
+            for n in names:
+                if self.spec.outputs[n].complex:
+                    v = torch.complex(y[:, c].contiguous(), y[:, c + 1].contiguous())
+                    c += 2
+                else:
+                    v = y[:, c]
+                    c += 1
+                out[n] = v if entries or not lay.dense else self._to_dense(data, n, v, lay.B)
+        return out
+
+    def _gather_inputs(self, data, E: int) -> Tensor:
+        x0 = self.embed.weight.new_zeros((E, self.in_channels))
+        c = 0
+        for name, t in self.spec.inputs.items():
+            ch = 2 if t.complex else 1
+            src, dst = data[name, "feeds", STATE].edge_index
+            x0[dst, c:c + ch] = data[name].x[src].to(x0.dtype)
+            c += ch
+        return x0
+
+    def _to_dense(self, data, name: str, v: Tensor, B: int) -> Tensor:
+        """Entry values → dense ``[B, *n_dims]`` (``[*n_dims]`` for a single graph)."""
+        dims = self.spec.outputs[name].dims
+        batched = hasattr(data[name], "batch")
+        sizes = [int(data[d].num_nodes) // B for d in dims]
+        b = data[name].batch if batched else torch.zeros(len(v), dtype=torch.long, device=v.device)
+        idx = [b]
+        seen: set[str] = set()
+        for d, n in zip(dims, sizes):
+            rel = f"at2_{d}" if d in seen else f"at_{d}"
+            seen.add(d)
+            idx.append(data[name, rel, d].edge_index[1] - b * n)
+        dense = v.new_zeros((B, *sizes))
+        dense[tuple(idx)] = v
+        return dense if batched else dense[0]
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec.name!r}, axes={self.axes}, attention={self.attention_sets}"
+
+
+def unbatch(data, outputs: dict[str, Tensor], spec: ProblemSpec) -> list[dict[str, Tensor]]:
+    """Split entry-level outputs of a (ragged) batch into per-graph dense tensors over
+    each graph's global element ids (zeros outside the tensor's ties)."""
+    B = int(data[STATE].ptr.numel() - 1) if hasattr(data[STATE], "ptr") else 1
+    res: list[dict[str, Tensor]] = [{} for _ in range(B)]
+    for name, v in outputs.items():
+        dims = spec.outputs[name].dims
+        b = data[name].batch if hasattr(data[name], "batch") else torch.zeros(len(v), dtype=torch.long)
+        seen: set[str] = set()
+        locs = []
+        for d in dims:
+            rel = f"at2_{d}" if d in seen else f"at_{d}"
+            seen.add(d)
+            ptr = data[d].ptr if hasattr(data[d], "ptr") else torch.tensor([0, data[d].num_nodes])
+            locs.append((data[name, rel, d].edge_index[1] - ptr[b], ptr.diff()))
+        for i in range(B):
+            m = b == i
+            shape = [int(cnt[i]) for _, cnt in locs]
+            dense = v.new_zeros(shape)
+            dense[tuple(loc[m] for loc, _ in locs)] = v[m]
+            res[i][name] = dense
+    return res

@@ -1,0 +1,410 @@
+"""Problem specs: sets, tensors over sets, joint relations and interference.
+
+A spec declares a resource-allocation problem the way papers 000 and 002 analyse
+it, without sizes::
+
+    name: mu_mimo_precoding
+    sets:
+      ue: {}                    # normal set: elements permute arbitrarily (APE)
+      ant_ue: {nested_in: ue}   # nested set: the antennas *of each UE* (NPE)
+      ant_bs: {}
+    inputs:
+      H: {dims: [ue, ant_ue, ant_bs], complex: true}
+    outputs:
+      A: {dims: [ue, ant_ue, ant_ue], complex: true}
+    interference:
+      - {set: ue, reflected: false}
+
+Every user mistake raises :class:`SpecError`, whose message is one line
+``<source>: <key path>: <what is wrong and what is expected>``; the CLI prints it
+as ``error: ...`` and exits with status 2.
+
+Conventions the rest of pegnn relies on:
+
+* element ids of a nested set are *global* and parent-major: the children of
+  parent 0 come first, then those of parent 1, ...;
+* inside a tensor, a nested dim is tied to its ancestor only when that ancestor
+  set is itself one of the tensor's dims (``A: [ue, ant_ue, ant_ue]`` pairs the
+  antennas *of the same UE*; ``H_d: [ue, ant_bs]`` with both nested in ``cell``
+  covers every (UE, BS antenna) pair, cross-cell ones included).
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+__all__ = ["SpecError", "SetSpec", "TensorSpec", "Interference", "ProblemSpec",
+           "load_spec", "parse_sizes", "Sizes"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TOP_KEYS = {"name", "description", "sets", "joint", "inputs", "outputs", "interference"}
+_SET_KEYS = {"nested_in", "description"}
+_TENSOR_KEYS = {"dims", "complex", "description"}
+_INTERF_KEYS = {"set", "reflected", "description"}
+MAX_ORDER = 2  # a set may appear at most twice in one tensor (HOE up to 2nd order)
+
+
+class SpecError(ValueError):
+    """A malformed or inconsistent spec, or sizes/inputs that disagree with it.
+
+    ``str(err)`` is one line: ``<source>: <key path>: <message>``.
+    """
+
+    def __init__(self, source: str, path: str, message: str):
+        self.source, self.path, self.message = source, path, message
+        super().__init__(f"{source}: {path}: {message}")
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """One set (a dimension of some tensor).
+
+    ``nested_in`` names the parent set for a nested set (NPE symmetry: permute the
+    parents, and independently the children inside each parent), else ``None``.
+    """
+    name: str
+    nested_in: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor over sets: an environmental parameter (input) or an optimised
+    variable (output). ``dims`` may repeat a set (order 2, e.g. ``[ue, ue]``)."""
+    name: str
+    dims: tuple[str, ...]
+    complex: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Interference:
+    """Interference among the elements of ``set``; ``reflected`` says whether the
+    inputs already show it (e.g. cross gains |g_kj| in power control, paper 002
+    Sec. III-C2) or not (multi-user interference hidden in inner products of
+    channel and precoding vectors, Sec. III-C1)."""
+    set: str
+    reflected: bool
+    description: str = ""
+
+
+@dataclass
+class ProblemSpec:
+    """A declarative resource-allocation problem (DESIGN §1)."""
+    name: str
+    sets: dict[str, SetSpec]
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    joint: list[tuple[str, ...]] = field(default_factory=list)
+    interference: list[Interference] = field(default_factory=list)
+    description: str = ""
+    source: str = "<spec>"
+
+    # ---------------------------------------------------------------- structure
+    def parent(self, s: str) -> str | None:
+        return self.sets[s].nested_in
+
+    def ancestors(self, s: str) -> list[str]:
+        """Parent, grandparent, ... of ``s`` (nearest first)."""
+        out, p = [], self.parent(s)
+        while p is not None:
+            out.append(p)
+            p = self.parent(p)
+        return out
+
+    def depth(self, s: str) -> int:
+        """Nesting depth: 0 for a normal set, 1 for a child of a normal set, ..."""
+        return len(self.ancestors(s))
+
+    def children(self, s: str) -> list[str]:
+        return [c for c, spec in self.sets.items() if spec.nested_in == s]
+
+    def is_parent(self, s: str) -> bool:
+        return bool(self.children(s))
+
+    def joint_group(self, s: str) -> tuple[str, ...] | None:
+        for g in self.joint:
+            if s in g:
+                return g
+        return None
+
+    def interference_on(self, s: str) -> Interference | None:
+        for i in self.interference:
+            if i.set == s:
+                return i
+        return None
+
+    @property
+    def tensors(self) -> dict[str, TensorSpec]:
+        return {**self.inputs, **self.outputs}
+
+    def used_sets(self, tensors: Iterable[TensorSpec] | None = None) -> set[str]:
+        tensors = self.tensors.values() if tensors is None else tensors
+        return {d for t in tensors for d in t.dims}
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<dict>") -> "ProblemSpec":
+        """Validate a plain mapping (as loaded from YAML) and build the spec."""
+        return _parse(d, source)
+
+    def to_dict(self) -> dict:
+        def tensor(t: TensorSpec) -> dict:
+            out: dict = {"dims": list(t.dims)}
+            if t.complex:
+                out["complex"] = True
+            if t.description:
+                out["description"] = t.description
+            return out
+
+        d: dict = {"name": self.name}
+        if self.description:
+            d["description"] = self.description
+        d["sets"] = {s.name: ({"nested_in": s.nested_in} if s.nested_in else {})
+                     | ({"description": s.description} if s.description else {})
+                     for s in self.sets.values()}
+        if self.joint:
+            d["joint"] = [list(g) for g in self.joint]
+        d["inputs"] = {n: tensor(t) for n, t in self.inputs.items()}
+        d["outputs"] = {n: tensor(t) for n, t in self.outputs.items()}
+        if self.interference:
+            d["interference"] = [{"set": i.set, "reflected": i.reflected}
+                                 | ({"description": i.description} if i.description else {})
+                                 for i in self.interference]
+        return d
+
+    def __repr__(self) -> str:
+        return (f"ProblemSpec({self.name!r}, sets={list(self.sets)}, "
+                f"inputs={list(self.inputs)}, outputs={list(self.outputs)})")
+
+
+def load_spec(path: str | Path) -> ProblemSpec:
+    """Load and validate a YAML spec file. Raises :class:`SpecError`."""
+    path = Path(path)
+    src = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(src, "<file>", f"cannot read the spec file ({e.strerror or e})") from None
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(src, where, f"malformed YAML: {problem}") from None
+    return _parse(d, src)
+
+
+# --------------------------------------------------------------------- parsing
+def _mapping(x: Any, src: str, path: str, allowed: set[str] | None = None,
+             optional: bool = False) -> dict:
+    if x is None and optional:
+        return {}
+    if not isinstance(x, Mapping):
+        raise SpecError(src, path, f"expected a mapping, got {type(x).__name__}")
+    for k in x:
+        if not isinstance(k, str):
+            raise SpecError(src, path, f"keys must be strings, got {k!r}")
+        if allowed is not None and k not in allowed:
+            raise SpecError(src, f"{path}.{k}" if path else k,
+                            f"unknown key; expected one of {sorted(allowed)}")
+    return dict(x)
+
+
+def _name(x: Any, src: str, path: str, what: str) -> str:
+    if not isinstance(x, str) or not _NAME.match(x) or keyword.iskeyword(x):
+        raise SpecError(src, path, f"{what} must be an identifier (letters, digits, _), got {x!r}")
+    return x
+
+
+def _text(x: Any, src: str, path: str) -> str:
+    if x is None:
+        return ""
+    if not isinstance(x, str):
+        raise SpecError(src, path, f"expected a string, got {type(x).__name__}")
+    return x
+
+
+def _bool(x: Any, src: str, path: str) -> bool:
+    if not isinstance(x, bool):
+        raise SpecError(src, path, f"expected true or false, got {x!r}")
+    return x
+
+
+def _parse(d: Any, src: str) -> ProblemSpec:
+    d = _mapping(d, src, "<root>", _TOP_KEYS)
+    for key in ("name", "sets", "inputs", "outputs"):
+        if key not in d:
+            raise SpecError(src, key, "missing required key")
+    name = _name(d["name"], src, "name", "the problem name")
+    description = _text(d.get("description"), src, "description")
+
+    # sets ------------------------------------------------------------------
+    raw_sets = _mapping(d["sets"], src, "sets")
+    if not raw_sets:
+        raise SpecError(src, "sets", "declare at least one set")
+    sets: dict[str, SetSpec] = {}
+    for s, body in raw_sets.items():
+        _name(s, src, f"sets.{s}", "a set name")
+        body = _mapping(body, src, f"sets.{s}", _SET_KEYS, optional=True)
+        parent = body.get("nested_in")
+        if parent is not None:
+            parent = _name(parent, src, f"sets.{s}.nested_in", "nested_in")
+            if parent not in raw_sets:
+                raise SpecError(src, f"sets.{s}.nested_in",
+                                f"parent {parent!r} is not a declared set; expected one of {sorted(raw_sets)}")
+            if parent == s:
+                raise SpecError(src, f"sets.{s}.nested_in", "a set cannot be nested in itself")
+        sets[s] = SetSpec(s, parent, _text(body.get("description"), src, f"sets.{s}.description"))
+    for s in sets:  # nesting cycles
+        seen, p = [s], sets[s].nested_in
+        while p is not None:
+            if p in seen:
+                cycle = " -> ".join(seen[seen.index(p):] + [p])
+                raise SpecError(src, f"sets.{s}.nested_in", f"nesting cycle {cycle}; nesting must form a forest")
+            seen.append(p)
+            p = sets[p].nested_in
+
+    # tensors ---------------------------------------------------------------
+    tensors: dict[str, dict[str, TensorSpec]] = {}
+    for role in ("inputs", "outputs"):
+        raw = _mapping(d[role], src, role)
+        if not raw:
+            raise SpecError(src, role, f"declare at least one tensor in {role}")
+        out: dict[str, TensorSpec] = {}
+        for t, body in raw.items():
+            path = f"{role}.{t}"
+            _name(t, src, path, "a tensor name")
+            if t in sets:
+                raise SpecError(src, path, f"name {t!r} is already used by a set; tensor and set names must differ")
+            if role == "outputs" and t in tensors["inputs"]:
+                raise SpecError(src, path, f"name {t!r} is already used by an input; tensor names must be unique")
+            body = _mapping(body, src, path, _TENSOR_KEYS)
+            if "dims" not in body:
+                raise SpecError(src, f"{path}.dims", "missing required key (use [] for a scalar)")
+            dims = body["dims"]
+            if dims is None:
+                dims = []
+            if not isinstance(dims, list):
+                raise SpecError(src, f"{path}.dims", f"expected a list of set names, got {type(dims).__name__}")
+            for i, dname in enumerate(dims):
+                if not isinstance(dname, str) or dname not in sets:
+                    raise SpecError(src, f"{path}.dims[{i}]",
+                                    f"unknown set {dname!r}; expected one of {sorted(sets)}")
+                if dims.count(dname) > MAX_ORDER:
+                    raise SpecError(src, f"{path}.dims[{i}]",
+                                    f"set {dname!r} appears {dims.count(dname)} times; at most {MAX_ORDER} (order-2 equivariance) is supported")
+            for i, dname in enumerate(dims):  # an ancestor must not follow its descendant
+                for j in range(i):
+                    if dname in _ancestors(sets, dims[j]):
+                        raise SpecError(src, f"{path}.dims[{i}]",
+                                        f"{dname!r} is an ancestor of {dims[j]!r} and must come before it")
+            cplx = _bool(body.get("complex", False), src, f"{path}.complex")
+            out[t] = TensorSpec(t, tuple(dims), cplx, _text(body.get("description"), src, f"{path}.description"))
+        tensors[role] = out
+
+    # joint -----------------------------------------------------------------
+    joint: list[tuple[str, ...]] = []
+    raw_joint = d.get("joint") or []
+    if not isinstance(raw_joint, list):
+        raise SpecError(src, "joint", f"expected a list of lists of set names, got {type(raw_joint).__name__}")
+    in_group: dict[str, int] = {}
+    for gi, g in enumerate(raw_joint):
+        path = f"joint[{gi}]"
+        if not isinstance(g, list) or len(g) < 2:
+            raise SpecError(src, path, "expected a list of at least two set names")
+        for si, s in enumerate(g):
+            if not isinstance(s, str) or s not in sets:
+                raise SpecError(src, f"{path}[{si}]", f"unknown set {s!r}; expected one of {sorted(sets)}")
+            if s in in_group:
+                raise SpecError(src, f"{path}[{si}]", f"set {s!r} is already in joint[{in_group[s]}]; a set joins one group at most")
+            in_group[s] = gi
+        if len(set(g)) != len(g):
+            raise SpecError(src, path, "a joint group lists a set twice")
+        parents = {sets[s].nested_in for s in g}
+        if len(parents) != 1:
+            raise SpecError(src, path, "joint sets must be of the same kind with the same parent "
+                                       f"(got parents {sorted(str(p) for p in parents)})")
+        joint.append(tuple(g))
+
+    # interference ----------------------------------------------------------
+    interference: list[Interference] = []
+    raw_int = d.get("interference") or []
+    if not isinstance(raw_int, list):
+        raise SpecError(src, "interference", f"expected a list of {{set, reflected}} entries, got {type(raw_int).__name__}")
+    for ii, entry in enumerate(raw_int):
+        path = f"interference[{ii}]"
+        entry = _mapping(entry, src, path, _INTERF_KEYS)
+        if "set" not in entry:
+            raise SpecError(src, f"{path}.set", "missing required key")
+        s = entry["set"]
+        if not isinstance(s, str) or s not in sets:
+            raise SpecError(src, f"{path}.set", f"unknown set {s!r}; expected one of {sorted(sets)}")
+        if any(x.set == s for x in interference):
+            raise SpecError(src, f"{path}.set", f"interference on {s!r} is declared twice")
+        if "reflected" not in entry:
+            raise SpecError(src, f"{path}.reflected", "missing required key (true if the inputs show the interference)")
+        interference.append(Interference(s, _bool(entry["reflected"], src, f"{path}.reflected"),
+                                         _text(entry.get("description"), src, f"{path}.description")))
+
+    spec = ProblemSpec(name=name, sets=sets, inputs=tensors["inputs"], outputs=tensors["outputs"],
+                       joint=joint, interference=interference, description=description, source=src)
+    used = spec.used_sets()
+    for s in sets:
+        if s not in used and not spec.is_parent(s):
+            raise SpecError(src, f"sets.{s}", f"set {s!r} is declared but no tensor uses it and no set is nested in it")
+    return spec
+
+
+def _ancestors(sets: Mapping[str, SetSpec], s: str) -> list[str]:
+    out, p = [], sets[s].nested_in
+    while p is not None and p not in out:
+        out.append(p)
+        p = sets[p].nested_in
+    return out
+
+
+# ----------------------------------------------------------------------- sizes
+Sizes = dict[str, "int | list[int]"]
+
+
+def parse_sizes(text: str, source: str = "--sizes") -> dict[str, int | list[int]]:
+    """Parse ``"ue=3,ant_ue=[2,3,1],ant_bs=8"`` into a sizes mapping.
+
+    Nested sets take an integer (same count in every parent) or a bracketed list
+    of per-parent counts (ragged). Raises :class:`SpecError` on malformed text.
+    """
+    out: dict[str, int | list[int]] = {}
+    parts, depth, cur = [], 0, ""
+    for ch in text.strip():
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    for part in parts:
+        if "=" not in part:
+            raise SpecError(source, part.strip() or "<empty>", "expected NAME=COUNT or NAME=[c1,c2,...]")
+        key, val = (x.strip() for x in part.split("=", 1))
+        try:
+            if val.startswith("["):
+                if not val.endswith("]"):
+                    raise ValueError
+                out[key] = [int(v) for v in val[1:-1].split(",") if v.strip()]
+            else:
+                out[key] = int(val)
+        except ValueError:
+            raise SpecError(source, key, f"expected an integer or a list of integers, got {val!r}") from None
+    return out
