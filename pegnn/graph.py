@@ -248,6 +248,7 @@ def build_graph(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
         ok = src >= 0  # state entries whose coordinates break the tensor's ties read nothing
         g[name, "feeds", STATE].edge_index = torch.stack([src[ok], torch.arange(len(D))[ok]])
     _fibres(g, S, axes, D)
+    _order2(g, axes, D)
     _pairs(g, spec, S, axes, D, p)
     for name, t in spec.outputs.items():
         _output_maps(g, S, axes, D, name, t, fields[name])
@@ -317,6 +318,21 @@ def _fibres(g, S: _Sets, axes, D) -> None:
             if s is not None:
                 cols.append(ids[D[:, i]])
         g[STATE][fibre_key(lv)] = _group(cols, len(D))
+
+
+def _order2(g, axes, D) -> None:
+    """Index maps of an order-2 axis pair (s, s) for the 2→2 layer (paper 001 App. E):
+    ``transpose_<s>`` sends entry (j, i, o) to (i, j, o); ``diag_<s>`` sends (i, i, o)
+    to (i, j, o) and ``diag2_<s>`` sends (j, j, o) to (i, j, o)."""
+    for i in range(len(axes) - 1):
+        if axes[i] != axes[i + 1]:
+            continue
+        radix = [int(D[:, j].max()) + 1 for j in range(D.shape[1])]
+        ids = torch.arange(len(D))
+        for rel, cols in (("transpose", (i + 1, i)), ("diag", (i, i)), ("diag2", (i + 1, i + 1))):
+            q = D.clone()
+            q[:, i], q[:, i + 1] = D[:, cols[0]], D[:, cols[1]]
+            g[STATE, f"{rel}_{axes[i]}", STATE].edge_index = torch.stack([_lookup(D, q, radix), ids])
 
 
 def _pairs(g, spec, S: _Sets, axes, D, p: Plan) -> None:

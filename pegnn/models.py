@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .graph import STATE, state_axes
 from .nn.attention import SetAttention
-from .nn.hoe import HOE
+from .nn.hoe import HOE, HOE22
 from .nn.layout import Layout
 from .nn.mde import MDE, pattern_terms
 from .nn.mdi import MDI
@@ -52,10 +52,11 @@ class PELayer(nn.Module):
     """
 
     def __init__(self, channels: int, terms, attention: list[SetAttention], depths: list[int],
-                 norm: bool = True, residual: bool = False):
+                 norm: bool = True, residual: bool = False, order2: list[HOE22] = ()):
         super().__init__()
         self.mde = MDE(channels, channels, terms)
         self.attention = nn.ModuleList(attention)
+        self.order2 = nn.ModuleList(order2)
         self.depths = depths
         self.norm = nn.LayerNorm(channels) if norm else nn.Identity()
         self.residual = residual
@@ -71,7 +72,12 @@ class PELayer(nn.Module):
                 scope = "all" if "all" in msgs else ("within" if t[i] == 1 else "across")
                 t0 = t[:i] + (0,) + t[i + 1:]
                 pooled[t] = (layout.pool(msgs[scope], t0), t0)
-        y = self.norm(torch.relu(self.mde(x, layout, pooled)))
+        y = self.mde(x, layout, pooled)
+        if len(self.order2):  # 2→2 terms on order-2 axis pairs (index maps, flat layout)
+            flat = layout.to_sparse(x) if layout.dense else x
+            extra = sum(h(flat, layout) for h in self.order2)
+            y = y + (layout.to_dense(extra) if layout.dense else extra)
+        y = self.norm(torch.relu(y))
         if self.residual:
             y = y + x
         if not layout.all_updated:
@@ -114,7 +120,8 @@ class PEGNN(nn.Module):
         for l in range(layers):
             att = [SetAttention(hidden, self.axes.index(s), s, spec.depth(s) > 0, attention_kind, heads)
                    for s in self.attention_sets]
-            blocks.append(PELayer(hidden, pattern_terms(depths, pattern, l), att, depths, norm, residual))
+            o2 = [HOE22(hidden, hidden, i, a) for i, a in enumerate(self.axes[:-1]) if self.axes[i + 1] == a]
+            blocks.append(PELayer(hidden, pattern_terms(depths, pattern, l), att, depths, norm, residual, o2))
         self.layers = nn.ModuleList(blocks)
         # outputs with the same dims share one read-out (TEPN: A and U, eq. 32)
         self.groups: dict[str, list[str]] = {}

@@ -139,6 +139,13 @@ class Layout:
         out = self.expand(self.pool(x, levels), levels)
         return out.expand_as(x) if self.dense else out
 
+    def mean_sparse(self, x: Tensor, levels: tuple[int, ...]) -> Tensor:
+        """Fibre mean of a flat ``[E, C]`` tensor, whichever path the batch takes."""
+        if not any(levels):
+            return x
+        f = self.fib(levels)
+        return scatter(x, f, 0, dim_size=self.num_groups(levels), reduce="mean")[f]
+
     # ------------------------------------------------------------ masks
     @cached_property
     def updated(self) -> Tensor:

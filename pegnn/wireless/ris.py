@@ -1,0 +1,289 @@
+r"""RIS-aided multi-cell (hybrid) precoding: problem P-R of paper 002, Sec. IV-C.
+
+System. ``M`` BSs with ``N_B`` antennas (``N_RF`` RF chains each) serve ``K``
+single-antenna UEs per cell; one RIS with ``N_RE`` elements reflects for all of
+them. UEs are numbered globally ``u = m K + k`` (UE ``k`` of cell ``m``), and the
+data stream ``s = m K + k`` is sent by BS ``m`` to UE ``u = s``. Following Guo,
+Liang, Chen, Larsson (IEEE TWC 2020) and ``papers/README.md``, the effective
+channel from BS ``m`` to UE ``u`` is the row vector
+
+.. math::
+    \mathbf{h}_{m,u}^H = \mathbf{h}_{d,m,u}^H
+        + \boldsymbol{\theta}^H \mathrm{diag}(\mathbf{h}_{r,u}^H)\, \mathbf{G}_m ,
+    \qquad |\theta_n| = 1,
+
+so the physical reflection matrix is :math:`\mathrm{diag}(\boldsymbol\theta)^*`
+(this is Guo et al.'s variable; a policy that outputs ``theta`` is scored with
+the same convention, so the choice never matters for learning). The precoder of
+BS ``m`` is :math:`\mathbf{W}_m = \mathbf{W}_{RF,m}\mathbf{W}_{BB,m}` (hybrid) or
+given directly (fully digital), with columns :math:`\mathbf{w}_{m,k}`, and
+
+.. math::
+    \gamma_u = \frac{|\mathbf{h}_{m_u,u}^H \mathbf{w}_u|^2}
+                    {\sum_{s \ne u} |\mathbf{h}_{m_s,u}^H \mathbf{w}_s|^2 + \sigma^2},
+    \qquad \mathrm{SE} = \sum_u \omega_u \log_2(1 + \gamma_u),
+
+with inter-cell interference from every other BS included. The power constraint is
+per BS, :math:`\|\mathbf{W}_m\|_F^2 \le P_{\max}` (one constraint in the single-cell
+case of the paper's Sec. V).
+
+Tensor layout (*Shapes*; ``U = M K`` UEs; complex64 or complex128):
+
+- ``h_d`` ``[B, M, U, N_B]`` — ``h_d[b, m, u]`` is the row :math:`\mathbf{h}_{d,m,u}^H`
+  (BS ``m`` → UE ``u``; ``y_u = h_d[b, m, u] @ x_m + ...``);
+- ``G`` ``[B, M, N_RE, N_B]`` — BS ``m`` → RIS;
+- ``h_r`` ``[B, U, N_RE]`` — ``h_r[b, u]`` is the row :math:`\mathbf{h}_{r,u}^H` (RIS → UE);
+- ``noise_var`` :math:`\sigma^2` and ``P_max`` (W): floats or tensors ``[B]``.
+
+Single-cell tensors may drop the ``M`` axis (``h_d`` ``[B, K, N_B]``, ``G``
+``[B, N_RE, N_B]``; precoders ``[B, N_B, K]``, ``[B, N_RF, K]``, ``[B, N_B, N_RF]``).
+Functions take ``channels`` as an object with attributes ``h_d, G, h_r, noise_var,
+P_max`` (e.g. :class:`RISChannels`), a mapping with those keys, or a tuple
+``(h_d, G, h_r[, noise_var[, P_max]])``; missing ``noise_var``/``P_max`` default to 1.
+The classical baseline (BCD/FP of Guo et al.) is :func:`pegnn.wireless.ris_bcd.ris_bcd`,
+also importable from here.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+__all__ = [
+    "RISChannels", "RISHybrid", "RISDigital", "as_ris_channels",
+    "unit_modulus", "precoder_power", "normalize_power", "normalize_hybrid_power",
+    "hybrid_precoder", "ris_effective_channel", "ris_received", "ris_rate", "ris_bcd",
+]
+
+
+class RISChannels(NamedTuple):
+    """Channels of problem P-R in the canonical layout of this module (see above)."""
+    h_d: torch.Tensor
+    G: torch.Tensor
+    h_r: torch.Tensor
+    noise_var: float | torch.Tensor = 1.0
+    P_max: float | torch.Tensor = 1.0
+
+
+class RISHybrid(NamedTuple):
+    """A hybrid policy output: ``baseband`` ``[B, M, N_RF, K]``, ``analog``
+    ``[B, M, N_B, N_RF]`` (unit modulus), ``theta`` ``[B, N_RE]`` (unit modulus)."""
+    baseband: torch.Tensor
+    analog: torch.Tensor
+    theta: torch.Tensor
+
+
+class RISDigital(NamedTuple):
+    """A fully digital output: precoder ``W`` ``[B, M, N_B, K]`` and ``theta`` ``[B, N_RE]``."""
+    W: torch.Tensor
+    theta: torch.Tensor
+
+
+def __getattr__(name):
+    # ris_bcd lives in its own module (size); import it lazily to avoid an import cycle.
+    if name == "ris_bcd":
+        from .ris_bcd import ris_bcd
+        return ris_bcd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------- inputs
+def _get(channels, name):
+    if isinstance(channels, dict):
+        return channels.get(name)
+    return getattr(channels, name, None)
+
+
+def as_ris_channels(channels, noise_var=None, P_max=None) -> RISChannels:
+    """Canonicalise ``channels`` (object, mapping or tuple) to :class:`RISChannels`
+    with an explicit cell axis; ``noise_var``/``P_max`` given here override the
+    object's. Raises ``ValueError`` on inconsistent shapes or non-finite entries.
+
+    *Shapes*: ``h_d`` ``[B, M, M K, N_B]``, ``G`` ``[B, M, N_RE, N_B]``,
+    ``h_r`` ``[B, M K, N_RE]`` (complex), ``noise_var``/``P_max`` float or ``[B]``.
+    """
+    if isinstance(channels, (tuple, list)) and not hasattr(channels, "_fields"):
+        if not 3 <= len(channels) <= 5:
+            raise ValueError("channels tuple must be (h_d, G, h_r[, noise_var[, P_max]])")
+        fields = dict(zip(("h_d", "G", "h_r", "noise_var", "P_max"), channels))
+    else:
+        fields = {k: _get(channels, k) for k in ("h_d", "G", "h_r", "noise_var", "P_max")}
+    h_d, G, h_r = fields["h_d"], fields["G"], fields["h_r"]
+    if h_d is None or G is None or h_r is None:
+        raise ValueError("channels need h_d, G and h_r")
+    h_d, G, h_r = (torch.as_tensor(x) for x in (h_d, G, h_r))
+    if G.dim() == 3:  # single cell: add the cell axis
+        h_d, G = h_d.unsqueeze(1), G.unsqueeze(1)
+    if G.dim() != 4 or h_d.dim() != 4 or h_r.dim() != 3:
+        raise ValueError(f"bad channel ranks: h_d {tuple(h_d.shape)}, G {tuple(G.shape)}, "
+                         f"h_r {tuple(h_r.shape)}")
+    B, M, N_RE, N_B = G.shape
+    U = h_r.shape[1]
+    if h_d.shape != (B, M, U, N_B) or h_r.shape != (B, U, N_RE) or U % M:
+        raise ValueError(f"inconsistent shapes: h_d {tuple(h_d.shape)} (want {(B, M, U, N_B)}), "
+                         f"G {tuple(G.shape)}, h_r {tuple(h_r.shape)} (want {(B, U, N_RE)})")
+    dtype = torch.promote_types(torch.promote_types(h_d.dtype, G.dtype), h_r.dtype)
+    if not dtype.is_complex:
+        dtype = torch.complex64 if dtype != torch.float64 else torch.complex128
+    h_d, G, h_r = h_d.to(dtype), G.to(dtype), h_r.to(dtype)
+    for name, x in (("h_d", h_d), ("G", G), ("h_r", h_r)):
+        if not torch.isfinite(torch.view_as_real(x)).all():
+            raise ValueError(f"channels: {name} has NaN/Inf entries")
+    nv = fields["noise_var"] if noise_var is None else noise_var
+    pm = fields["P_max"] if P_max is None else P_max
+    nv = 1.0 if nv is None else nv
+    pm = 1.0 if pm is None else pm
+    for name, v in (("noise_var", nv), ("P_max", pm)):
+        t = torch.as_tensor(v, dtype=torch.float64)
+        if not (torch.isfinite(t).all() and (t > 0).all()):
+            raise ValueError(f"channels: {name} must be finite and > 0, got {v!r}")
+    return RISChannels(h_d, G, h_r, nv, pm)
+
+
+def _per_sample(v, B: int, like: torch.Tensor) -> torch.Tensor:
+    """A float or tensor broadcastable to ``[B]`` as a real tensor ``[B]``."""
+    real = like.real.dtype if like.is_complex() else like.dtype
+    t = torch.as_tensor(v, dtype=real, device=like.device).reshape(-1)
+    return t.expand(B) if t.numel() == 1 else t.reshape(B)
+
+
+def _cells(x: torch.Tensor, rank: int) -> torch.Tensor:
+    """Add the cell axis to a single-cell tensor of rank ``rank - 1``."""
+    return x.unsqueeze(1) if x.dim() == rank - 1 else x
+
+
+# ----------------------------------------------------------------------------- helpers
+def unit_modulus(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    r"""Project onto the unit circle, :math:`x / |x|`; entries with :math:`|x| \le`
+    ``eps`` map to 1 (phase 0) instead of NaN. Differentiable (for policy outputs).
+
+    *Shapes*: any; complex input, or real input whose last axis holds (re, im) of
+    size 2 (then the complex result drops that axis).
+    """
+    if not x.is_complex():
+        if x.shape[-1] != 2:
+            raise ValueError("unit_modulus: real input needs a last axis (re, im) of size 2")
+        x = torch.view_as_complex(x.contiguous() if x.dtype != torch.float16 else x.float())
+    mag = x.abs()
+    safe = torch.where(mag > eps, x, torch.ones_like(x))
+    return safe / safe.abs()
+
+
+def precoder_power(W: torch.Tensor) -> torch.Tensor:
+    r"""Per-BS transmit power :math:`\|\mathbf{W}_m\|_F^2`.
+
+    *Shapes*: ``W`` ``[..., N_B, K]`` complex → ``[...]`` real.
+    """
+    return W.abs().square().sum((-2, -1))
+
+
+def normalize_power(W: torch.Tensor, P_max, eps: float = 1e-30) -> torch.Tensor:
+    r"""Scale each BS precoder to full power, :math:`\mathbf{W}_m \sqrt{P_{\max}} /
+    \|\mathbf{W}_m\|_F` (the SE is increasing in the common scale of all BSs' powers
+    in the single-cell case, and this is the usual output layer of a policy).
+
+    *Shapes*: ``W`` ``[B, M, N_B, K]`` (or ``[B, N_B, K]``); ``P_max`` float or ``[B]``.
+    """
+    p = _per_sample(P_max, W.shape[0], W).reshape((-1,) + (1,) * (W.dim() - 1))
+    norm = precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
+    return W * (p.sqrt() / norm)
+
+
+def hybrid_precoder(baseband: torch.Tensor, analog: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathbf{W}_m = \mathbf{W}_{RF,m} \mathbf{W}_{BB,m}`.
+
+    *Shapes*: ``baseband`` ``[B, M, N_RF, K]``, ``analog`` ``[B, M, N_B, N_RF]``
+    (cell axis optional) → ``[B, M, N_B, K]``.
+    """
+    return _cells(analog, 4) @ _cells(baseband, 4).to(analog.dtype)
+
+
+def normalize_hybrid_power(baseband: torch.Tensor, analog: torch.Tensor, P_max,
+                           eps: float = 1e-30) -> torch.Tensor:
+    r"""Rescale the baseband precoder so that :math:`\|\mathbf{W}_{RF,m}
+    \mathbf{W}_{BB,m}\|_F^2 = P_{\max}` for every BS; the analog part keeps its unit
+    modulus, so only :math:`\mathbf{W}_{BB}` can carry the power.
+
+    *Shapes*: as :func:`hybrid_precoder`; returns the baseband ``[B, M, N_RF, K]``.
+    """
+    baseband, analog = _cells(baseband, 4), _cells(analog, 4)
+    W = hybrid_precoder(baseband, analog)
+    p = _per_sample(P_max, W.shape[0], W).reshape(-1, 1, 1, 1)
+    norm = precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
+    return baseband * (p.sqrt() / norm)
+
+
+# ----------------------------------------------------------------------------- physics
+def ris_effective_channel(channels, theta: torch.Tensor) -> torch.Tensor:
+    r"""Effective channels :math:`\mathbf{h}_{m,u}^H = \mathbf{h}_{d,m,u}^H +
+    \boldsymbol\theta^H \mathrm{diag}(\mathbf{h}_{r,u}^H)\mathbf{G}_m` (README step
+    "effective channel"; Guo et al. 2020, Sec. II).
+
+    *Shapes*: ``theta`` ``[B, N_RE]`` complex → ``[B, M, M K, N_B]`` (the rows
+    :math:`\mathbf{h}_{m,u}^H`), in the promoted complex dtype.
+    """
+    ch = channels if isinstance(channels, RISChannels) else as_ris_channels(channels)
+    dtype = torch.promote_types(ch.h_d.dtype, theta.dtype)
+    # theta^H diag(h_r,u^H) is the row conj(theta) * h_r[u]; then one matmul with G_m.
+    cascade = theta.to(dtype).conj().unsqueeze(1) * ch.h_r.to(dtype)       # [B, U, N_RE]
+    return ch.h_d.to(dtype) + cascade.unsqueeze(1) @ ch.G.to(dtype)         # [B, M, U, N_B]
+
+
+def ris_received(h_eff: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    r"""Received amplitudes :math:`R_{u,s} = \mathbf{h}_{m_s,u}^H \mathbf{w}_s` of
+    every stream ``s = m K + k`` at every UE ``u``.
+
+    *Shapes*: ``h_eff`` ``[B, M, U, N_B]``, ``W`` ``[B, M, N_B, K]`` → ``[B, U, M K]``.
+    """
+    R = h_eff @ W.to(h_eff.dtype)                      # [B, M, U, K]: BS m's streams at UE u
+    return R.permute(0, 2, 1, 3).flatten(2)
+
+
+def _rates_from_received(R: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
+    """Per-UE rates log2(1 + SINR) from received amplitudes ``[B, U, U]``."""
+    # Divide by sigma before squaring: path-loss-scaled channels (|R|^2 ~ 1e-20 for a
+    # cascaded link) stay far from float32 underflow, and the noise becomes 1.
+    R = R / noise_var.sqrt()[:, None, None]
+    P = R.real.square() + R.imag.square()
+    sig = P.diagonal(dim1=-2, dim2=-1)
+    # Interference summed off-diagonal (not total - signal): no cancellation at high SINR.
+    off = 1 - torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
+    return torch.log2(1 + sig / ((P * off).sum(-1) + 1))
+
+
+def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> torch.Tensor:
+    r"""Spectral efficiency of problem P-R, :math:`\sum_u \omega_u \log_2(1+\gamma_u)`
+    (bits/s/Hz), differentiable in ``out`` (use ``-ris_rate(...).mean()`` as the
+    unsupervised loss of paper 002 Sec. V).
+
+    ``out`` is either hybrid, :class:`RISHybrid` or a 3-tuple ``(baseband, analog,
+    theta)`` — the precoder of BS ``m`` is :math:`\mathbf{W}_{RF,m}\mathbf{W}_{BB,m}`
+    — or fully digital, :class:`RISDigital` or a 2-tuple ``(W, theta)``. Neither the
+    power nor the unit modulus is enforced here: a policy applies
+    :func:`normalize_hybrid_power` and :func:`unit_modulus` in its output layer.
+
+    *Shapes*: channels as in the module docstring; ``baseband`` ``[B, M, N_RF, K]``,
+    ``analog`` ``[B, M, N_B, N_RF]``, ``W`` ``[B, M, N_B, K]`` (cell axis optional),
+    ``theta`` ``[B, N_RE]``; ``weights`` ``[U]`` or ``[B, U]`` (default 1).
+    Returns ``[B]`` real, or ``[B, U]`` per-UE rates (unweighted) if ``per_user``.
+    """
+    ch = channels if isinstance(channels, RISChannels) and noise_var is None \
+        else as_ris_channels(channels, noise_var=noise_var)
+    if len(out) == 3:
+        W, theta = hybrid_precoder(out[0], out[1]), out[2]
+    elif len(out) == 2:
+        W, theta = _cells(out[0], 4), out[1]
+    else:
+        raise ValueError("out must be (baseband, analog, theta) or (W, theta)")
+    B, M, U, N_B = ch.h_d.shape
+    if W.shape != (B, M, N_B, U // M) or theta.shape != (B, ch.G.shape[2]):
+        raise ValueError(f"precoder {tuple(W.shape)} / theta {tuple(theta.shape)} do not fit "
+                         f"channels (want {(B, M, N_B, U // M)} / {(B, ch.G.shape[2])})")
+    h = ris_effective_channel(ch, theta)
+    rates = _rates_from_received(ris_received(h, W), _per_sample(ch.noise_var, B, h))
+    if per_user:
+        return rates
+    if weights is not None:
+        rates = rates * torch.as_tensor(weights, dtype=rates.dtype, device=rates.device)
+    return rates.sum(-1)
