@@ -128,7 +128,13 @@ class PEGNN(nn.Module):
         for name, t in spec.outputs.items():
             self.groups.setdefault("|".join(t.dims), []).append(name)
         self.readout = nn.ModuleDict()
+        self._dense_pool: dict[str, list[int] | None] = {}
         for key, names in self.groups.items():
+            base = list(dict.fromkeys(spec.outputs[names[0]].dims))
+            plain = [a for a in self.axes if a in base]
+            # dense read-out when the output's dims are exactly some state axes, in order
+            self._dense_pool[key] = ([i for i, a in enumerate(self.axes) if a not in base]
+                                     if plain == base and len(set(self.axes)) == len(self.axes) else None)
             t = spec.outputs[names[0]]
             out_ch = sum(2 if spec.outputs[n].complex else 1 for n in names)
             lifted = len(set(t.dims)) < len(t.dims)
@@ -172,15 +178,20 @@ class PEGNN(nn.Module):
             h = lay.to_dense(h)
         for layer in self.layers:
             h = layer(h, lay)
+        hd = h if lay.dense else None
         if lay.dense:
             h = lay.to_sparse(h)
         out: dict[str, Tensor] = {}
         for key, names in self.groups.items():
             ro = self.readout[key]
-            t = self.spec.outputs[names[0]]
             lifted = "hoe" in ro
             dst = f"_B_{names[0]}" if lifted else names[0]
-            z = ro["mdi"](h, data[STATE, "pools", dst].edge_index, data[dst].num_nodes)
+            pool = self._dense_pool[key]
+            if hd is not None and pool is not None and lay.all_updated:
+                dims = [d for i in pool for d in lay.axis_dims(i)]
+                z = ro["mdi"].forward_dense(hd, dims).reshape(-1, h.shape[-1])
+            else:
+                z = ro["mdi"](h, data[STATE, "pools", dst].edge_index, data[dst].num_nodes)
             if lifted:
                 row = data[dst, "row", names[0]].edge_index[0]
                 col = data[dst, "col", names[0]].edge_index[0]
@@ -194,7 +205,7 @@ class PEGNN(nn.Module):
                 else:
                     v = y[:, c]
                     c += 1
-                out[n] = v if entries or not lay.dense else self._to_dense(data, n, v, lay.B)
+                out[n] = v if entries or lay.factors is None else self._to_dense(data, n, v, lay.B)
         return out
 
     def _gather_inputs(self, data, E: int) -> Tensor:

@@ -69,12 +69,13 @@ def test_equivariance_exact(path, cfg, regular):
     torch.manual_seed(0)
     model = PEGNN(spec, **cfg).double()
     S, inputs = random_sizes_tensors(spec, sizes, gen)
-    g = build_graph(spec, sizes, inputs)
+    g = build_graph(spec, sizes, inputs, pairs="all")
     assert model.layout(g).dense == (regular or path.stem not in REGULAR)
     out = outputs_dense(model, spec, g)
     for _ in range(2):
         sigma, new_sizes = random_group_element(spec, S, gen)
-        g2 = build_graph(spec, new_sizes, {n: act(v, spec.inputs[n].dims, sigma) for n, v in inputs.items()})
+        g2 = build_graph(spec, new_sizes, {n: act(v, spec.inputs[n].dims, sigma) for n, v in inputs.items()},
+                         pairs="all")
         out2 = outputs_dense(model, spec, g2)
         for name, v in out.items():
             want = act(v, spec.outputs[name].dims, sigma)
@@ -149,6 +150,14 @@ def test_presets_match_the_paper_sizes():
     assert tepn.attention_sets == [] and len(tepn.layers) == 3
     teusn = PEGNN(load_spec(GRAPHS / "tenn_scheduling.yaml"), **TEUSN)
     assert len(teusn.layers) == 4 and teusn.embed.out_features == 32
+
+
+def test_missing_pairs_give_a_clear_error():
+    spec = load_spec(GRAPHS / "ris_pr.yaml")
+    sizes = SIZES["ris_pr"]
+    g = build_graph(spec, sizes, random_sizes_tensors(spec, sizes, torch.Generator().manual_seed(0), torch.float32)[1])
+    with pytest.raises(ValueError, match="no attention pairs along 'rf'"):
+        PEGNN(spec, hidden=4, layers=1, attention=["rf"])(g)
 
 
 def test_attention_overrides():

@@ -176,6 +176,11 @@ class Layout:
         y = y.reshape(*shape[:-1], y.shape[-1])
         return y.movedim(list(range(1, 1 + n)), list(range(start, start + n)))
 
+    def axis_dims(self, i: int) -> list[int]:
+        """The dense tensor's dims that hold axis i's nesting factors."""
+        start = 1 + sum(self._nfac[:i])
+        return list(range(start, start + self._nfac[i]))
+
     def same_parent_dense(self, i: int) -> Tensor:
         """``[n_i, n_i]`` bool: elements of axis i with the same parent (dense path)."""
         f = self.factors[i]
@@ -185,7 +190,11 @@ class Layout:
     def pairs(self, axis: str):
         """Cached attention pairs along ``axis``: (src j, dst k) entry ids, the (k, j)
         group id, and (nested) whether j and k share a parent."""
-        store = self.data[STATE, f"pair_{axis}", STATE]
+        et = (STATE, f"pair_{axis}", STATE)
+        if et not in self.data.edge_types:
+            raise ValueError(f"the graph caches no attention pairs along {axis!r}; build it with "
+                             f"build_graph(..., pairs=[{axis!r}]) or pairs='all'")
+        store = self.data[et]
         return store.edge_index, store.group, getattr(store, "same_parent", None)
 
     def coords(self, i: int) -> Tensor:

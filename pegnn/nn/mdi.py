@@ -64,5 +64,24 @@ class MDI(nn.Module):
         m = self.norm(self.seed + self.o(heads))                      # eq. 28
         return m + torch.relu(self.ffc_out(m))                        # eq. 27
 
+    def forward_dense(self, x: Tensor, dims: list[int]) -> Tensor:
+        """The same pooling on a dense state ``[B, *factors, C]`` over the factor dims
+        ``dims`` (the dense path when the output's dims are plain state axes):
+        returns ``[B, *kept factors, C]``."""
+        keep = [d for d in range(x.dim() - 1) if d not in dims]
+        x = x.permute(*keep, *dims, x.dim() - 1)
+        lead = x.shape[:len(keep)]
+        x = x.reshape(*lead, -1, x.shape[-1])                       # [..., M, C]
+        if self.pooling == "mean":
+            return x.mean(-2)
+        H, C = self.heads, self.channels
+        y = self.ffc_in(x)
+        q = self.q(self.seed).view(H, C // H)
+        s = (self.k(y).unflatten(-1, (H, C // H)) * q).sum(-1) / math.sqrt(C // H)   # [..., M, H]
+        a = torch.softmax(s, dim=-2)
+        heads = (a.repeat_interleave(C // H, -1) * self.v(y)).sum(-2)
+        m = self.norm(self.seed[0] + self.o(heads))
+        return m + torch.relu(self.ffc_out(m))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.channels}, pooling={self.pooling}, heads={self.heads})"

@@ -27,19 +27,24 @@ with inter-cell interference from every other BS included. The power constraint 
 per BS, :math:`\|\mathbf{W}_m\|_F^2 \le P_{\max}` (one constraint in the single-cell
 case of the paper's Sec. V).
 
-Tensor layout (*Shapes*; ``U = M K`` UEs; complex64 or complex128):
+Tensor layout (*Shapes*; ``U = M K`` UEs; complex64 or complex128). The tensors hold
+the *rows* of the formula, already conjugated (as :mod:`pegnn.wireless.ris_channels`
+stores them), so they apply to signals without a ``.conj()``:
 
 - ``h_d`` ``[B, M, U, N_B]`` — ``h_d[b, m, u]`` is the row :math:`\mathbf{h}_{d,m,u}^H`
-  (BS ``m`` → UE ``u``; ``y_u = h_d[b, m, u] @ x_m + ...``);
-- ``G`` ``[B, M, N_RE, N_B]`` — BS ``m`` → RIS;
-- ``h_r`` ``[B, U, N_RE]`` — ``h_r[b, u]`` is the row :math:`\mathbf{h}_{r,u}^H` (RIS → UE);
-- ``noise_var`` :math:`\sigma^2` and ``P_max`` (W): floats or tensors ``[B]``.
+  (BS ``m`` → UE ``u``; UE ``u`` receives ``h_d[b, m, u] @ x_m`` directly);
+- ``G`` ``[B, M, N_RE, N_B]`` — :math:`\mathbf{G}_m`, BS ``m`` → RIS;
+- ``h_r`` ``[B, U, N_RE]`` — ``h_r[b, u]`` is the row :math:`\mathbf{h}_{r,u}^H` (RIS → UE ``u``);
+- ``noise_var`` :math:`\sigma^2` and ``P_max`` (W, per BS): floats or tensors ``[B]``.
 
 Single-cell tensors may drop the ``M`` axis (``h_d`` ``[B, K, N_B]``, ``G``
 ``[B, N_RE, N_B]``; precoders ``[B, N_B, K]``, ``[B, N_RF, K]``, ``[B, N_B, N_RF]``).
 Functions take ``channels`` as an object with attributes ``h_d, G, h_r, noise_var,
-P_max`` (e.g. :class:`RISChannels`), a mapping with those keys, or a tuple
-``(h_d, G, h_r[, noise_var[, P_max]])``; missing ``noise_var``/``P_max`` default to 1.
+P_max`` (e.g. :class:`RISTensors`, or the
+:class:`pegnn.wireless.ris_channels.RISChannels` of
+:func:`~pegnn.wireless.ris_channels.ris_channels`, which uses this layout), a mapping
+with those keys, or a tuple ``(h_d, G, h_r[, noise_var[, P_max]])``; missing
+``noise_var``/``P_max`` default to 1.
 The classical baseline (BCD/FP of Guo et al.) is :func:`pegnn.wireless.ris_bcd.ris_bcd`,
 also importable from here.
 """
@@ -51,13 +56,13 @@ from typing import NamedTuple
 import torch
 
 __all__ = [
-    "RISChannels", "RISHybrid", "RISDigital", "as_ris_channels",
+    "RISTensors", "RISHybrid", "RISDigital", "as_ris_channels",
     "unit_modulus", "precoder_power", "normalize_power", "normalize_hybrid_power",
     "hybrid_precoder", "ris_effective_channel", "ris_received", "ris_rate", "ris_bcd",
 ]
 
 
-class RISChannels(NamedTuple):
+class RISTensors(NamedTuple):
     """Channels of problem P-R in the canonical layout of this module (see above)."""
     h_d: torch.Tensor
     G: torch.Tensor
@@ -95,8 +100,8 @@ def _get(channels, name):
     return getattr(channels, name, None)
 
 
-def as_ris_channels(channels, noise_var=None, P_max=None) -> RISChannels:
-    """Canonicalise ``channels`` (object, mapping or tuple) to :class:`RISChannels`
+def as_ris_channels(channels, noise_var=None, P_max=None) -> RISTensors:
+    """Canonicalise ``channels`` (object, mapping or tuple) to :class:`RISTensors`
     with an explicit cell axis; ``noise_var``/``P_max`` given here override the
     object's. Raises ``ValueError`` on inconsistent shapes or non-finite entries.
 
@@ -128,7 +133,7 @@ def as_ris_channels(channels, noise_var=None, P_max=None) -> RISChannels:
         dtype = torch.complex64 if dtype != torch.float64 else torch.complex128
     h_d, G, h_r = h_d.to(dtype), G.to(dtype), h_r.to(dtype)
     for name, x in (("h_d", h_d), ("G", G), ("h_r", h_r)):
-        if not torch.isfinite(torch.view_as_real(x)).all():
+        if not torch.isfinite(x).all():
             raise ValueError(f"channels: {name} has NaN/Inf entries")
     nv = fields["noise_var"] if noise_var is None else noise_var
     pm = fields["P_max"] if P_max is None else P_max
@@ -138,7 +143,7 @@ def as_ris_channels(channels, noise_var=None, P_max=None) -> RISChannels:
         t = torch.as_tensor(v, dtype=torch.float64)
         if not (torch.isfinite(t).all() and (t > 0).all()):
             raise ValueError(f"channels: {name} must be finite and > 0, got {v!r}")
-    return RISChannels(h_d, G, h_r, nv, pm)
+    return RISTensors(h_d, G, h_r, nv, pm)
 
 
 def _per_sample(v, B: int, like: torch.Tensor) -> torch.Tensor:
@@ -223,11 +228,16 @@ def ris_effective_channel(channels, theta: torch.Tensor) -> torch.Tensor:
     *Shapes*: ``theta`` ``[B, N_RE]`` complex → ``[B, M, M K, N_B]`` (the rows
     :math:`\mathbf{h}_{m,u}^H`), in the promoted complex dtype.
     """
-    ch = channels if isinstance(channels, RISChannels) else as_ris_channels(channels)
-    dtype = torch.promote_types(ch.h_d.dtype, theta.dtype)
-    # theta^H diag(h_r,u^H) is the row conj(theta) * h_r[u]; then one matmul with G_m.
-    cascade = theta.to(dtype).conj().unsqueeze(1) * ch.h_r.to(dtype)       # [B, U, N_RE]
-    return ch.h_d.to(dtype) + cascade.unsqueeze(1) @ ch.G.to(dtype)         # [B, M, U, N_B]
+    ch = channels if isinstance(channels, RISTensors) else as_ris_channels(channels)
+    return _effective_rows(ch.h_d, ch.G, ch.h_r, theta)
+
+
+def _effective_rows(hd_row, G, hr_row, theta):
+    """The same from plain tensors (no checks), for the inner loops of the BCD."""
+    dtype = torch.promote_types(hd_row.dtype, theta.dtype)
+    # theta^H diag(h_r,u^H) is the row conj(theta) * h_r,u^H; then one matmul with G_m.
+    cascade = theta.to(dtype).conj().unsqueeze(1) * hr_row.to(dtype)       # [B, U, N_RE]
+    return hd_row.to(dtype) + cascade.unsqueeze(1) @ G.to(dtype)            # [B, M, U, N_B]
 
 
 def ris_received(h_eff: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -268,7 +278,7 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     ``theta`` ``[B, N_RE]``; ``weights`` ``[U]`` or ``[B, U]`` (default 1).
     Returns ``[B]`` real, or ``[B, U]`` per-UE rates (unweighted) if ``per_user``.
     """
-    ch = channels if isinstance(channels, RISChannels) and noise_var is None \
+    ch = channels if isinstance(channels, RISTensors) and noise_var is None \
         else as_ris_channels(channels, noise_var=noise_var)
     if len(out) == 3:
         W, theta = hybrid_precoder(out[0], out[1]), out[2]

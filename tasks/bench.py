@@ -1,0 +1,22 @@
+"""Benchmarks: ``python -m tasks.bench {engine,wireless} [options]``.
+
+Each writes JSON under ``results/bench/``. Speed lives here, never in tests.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = {"engine": "tasks.bench_engine", "wireless": "tasks.bench_wireless"}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in BENCHES:
+        print(f"usage: python -m tasks.bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
+        return 2
+    return importlib.import_module(BENCHES[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

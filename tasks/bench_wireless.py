@@ -1,0 +1,161 @@
+"""Wireless substrate benchmark: channel generation and the data-set cache.
+
+Writes ``results/bench/wireless.json``, a dict of named *sections* plus ``meta``.
+A section is a function ``fn(args) -> dict`` registered with :func:`section`;
+running a subset (``--sections uma``) replaces only those sections in an existing
+file, so benchmarks written by other people (WMMSE, greedy scheduling, ...) live
+side by side. To add one::
+
+    from tasks.bench_wireless import section
+
+    @section("wmmse")
+    def bench_wmmse(args):
+        ...
+        return {"iterations_per_s": ...}
+
+(or add it in this file). The machines are shared and noisy: each section reports
+the median over repeats together with the individual timings.
+
+    python -m tasks.bench wireless [--sections uma,cache,channels] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "results" / "bench" / "wireless.json"
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {}
+
+
+def section(name: str):
+    """Register ``fn(args) -> dict`` as section ``name`` of ``wireless.json``."""
+    def register(fn):
+        SECTIONS[name] = fn
+        return fn
+    return register
+
+
+def write_sections(results: dict[str, dict], path: Path = DEFAULT_OUT) -> dict:
+    """Merge ``results`` (section name → dict) into the JSON at ``path``."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(results)
+    data["meta"] = {"updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "machine": platform.machine(), "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def _median_rate(times: list[float], count: int) -> dict:
+    return {"per_s_median": count / statistics.median(times),
+            "per_s_runs": [count / t for t in times], "seconds_runs": times}
+
+
+@section("uma")
+def bench_uma(args) -> dict:
+    """UMa NLOS drops/s at (K, N_R, N_T) = (8, 2, 32), chunks of ``--chunk`` drops."""
+    from pegnn.wireless.channels import uma_channels
+
+    K, N_R, N_T = 8, 2, 32
+    t0 = time.perf_counter()
+    import sionna.phy  # noqa: F401  (import cost reported separately)
+    import_s = time.perf_counter() - t0
+    uma_channels(8, K, N_R, N_T, seed=0, chunk=8)  # warm-up: model build, first call
+    times = []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        uma_channels(args.drops, K, N_R, N_T, seed=r + 1, chunk=args.chunk)
+        times.append(time.perf_counter() - t0)
+    return {"K": K, "N_R": N_R, "N_T": N_T, "drops": args.drops, "chunk": args.chunk,
+            "sionna_import_s": import_s,
+            **{k.replace("per_s", "drops_per_s"): v
+               for k, v in _median_rate(times, args.drops).items()}}
+
+
+@section("channels")
+def bench_channels(args) -> dict:
+    """Samples/s of the pure-torch generators (Rayleigh, correlated, RIS)."""
+    from pegnn.wireless.channels import correlated_rayleigh, rayleigh_channels
+    from pegnn.wireless.ris_channels import ris_channels
+
+    n = 10_000
+    gens = {"rayleigh_8x2x32": lambda s: rayleigh_channels(n, 8, 2, 32, s),
+            "correlated_rayleigh_8x2x32": lambda s: correlated_rayleigh(n, 8, 2, 32, s,
+                                                                        0.5, 0.3),
+            "ris_K3_NB8_NRE8": lambda s: ris_channels(n, seed=s, K=3, N_B=8, N_RE=8)}
+    out = {"samples": n}
+    for name, fn in gens.items():
+        fn(0)
+        times = []
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            fn(r + 1)
+            times.append(time.perf_counter() - t0)
+        out[name] = _median_rate(times, n)
+    return out
+
+
+@section("cache")
+def bench_cache(args) -> dict:
+    """Generate-vs-reload of a cached UMa set (``--drops`` drops, (8, 2, 32))."""
+    from pegnn.data import cached
+
+    sizes = {"K": 8, "N_R": 2, "N_T": 32}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cached("bench", "uma", args.drops, 0, sizes=sizes, block=args.chunk, cache=tmp,
+               progress=False)
+        gen_s = time.perf_counter() - t0
+        reloads = []
+        for _ in range(max(args.repeats, 3)):
+            t0 = time.perf_counter()
+            cached("bench", "uma", args.drops, 0, sizes=sizes, block=args.chunk,
+                   cache=tmp, progress=False)
+            reloads.append(time.perf_counter() - t0)
+    reload_s = statistics.median(reloads)
+    return {"drops": args.drops, "generate_s": gen_s, "reload_s_median": reload_s,
+            "reload_s_runs": reloads, "speedup": gen_s / reload_s}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tasks.bench wireless",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {sorted(SECTIONS)}")
+    ap.add_argument("--drops", type=int, default=400, help="UMa drops per timed run")
+    ap.add_argument("--chunk", type=int, default=200, help="UMa drops per Sionna call")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    args = ap.parse_args(argv)
+    names = [s for s in args.sections.split(",") if s]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown sections {unknown}; have {sorted(SECTIONS)}")
+    results = {}
+    for name in names:
+        t0 = time.perf_counter()
+        results[name] = SECTIONS[name](args)
+        results[name]["section_wall_s"] = time.perf_counter() - t0
+        print(f"[{name}] {json.dumps(results[name])}", flush=True)
+    write_sections(results, Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
