@@ -96,8 +96,8 @@ def _sionna_version() -> dict:
         return {}
 
 
-register_model("uma", lambda n, seed, b, K, N_R, N_T: (
-    {"H": uma_channels(n, K, N_R, N_T, seed, chunk=n, first_chunk=b)}, {}),
+register_model("uma", lambda n, seed, b, K, N_R, N_T, **kw: (
+    {"H": uma_channels(n, K, N_R, N_T, seed, chunk=n, first_chunk=b, **kw)}, {}),
     block=200, versions=_sionna_version)
 register_model("rayleigh", lambda n, seed, b, K, N_R, N_T: (
     {"H": rayleigh_channels(n, K, N_R, N_T, chunk_seed(seed, b))}, {}), block=10_000)
@@ -238,7 +238,8 @@ def cached(problem: str, model: str, n: int, seed: int = 0, *,
 
     :param problem: problem name (e.g. ``"mu_mimo_precoding"``); part of the key,
         so two problems never share files by accident.
-    :param model: a registered model: ``"uma"``, ``"rayleigh"``,
+    :param model: a registered model: ``"uma"`` (``params``: keyword arguments of
+        :func:`~pegnn.wireless.channels.uma_channels` such as ``cell_radius``), ``"rayleigh"``,
         ``"correlated_rayleigh"`` (``params`` ``rho_tx``, ``rho_rx``) or ``"ris"``
         (sizes/params of :func:`~pegnn.wireless.ris_channels.ris_channels`).
     :param sizes: problem sizes passed to the generator, e.g. ``{"K": 8, "N_R": 2,

@@ -163,7 +163,8 @@ def _sionna_seeded(seed: int, device: str):
     """Seed Sionna for one chunk; restore the caller's torch RNG and Sionna seed."""
     from sionna.phy import config
 
-    devices = [device] if device.startswith("cuda") else []
+    dev = torch.device(device)
+    devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         previous = config.seed
         config.seed = seed  # also re-seeds torch's default generator: hence fork_rng
@@ -185,9 +186,9 @@ def uma_channels(batch: int, K: int, N_R: int, N_T: int, seed: int, chunk: int =
     ``tr38901.UMa``): carrier :math:`f_c` = 3.5 GHz; BS UPA with
     :math:`N_{Tv} = 2` rows and :math:`N_{Th} = N_T/4` columns of dual-polarised
     (±45° cross) 38.901 elements, :math:`N_T = 2 N_{Tv} N_{Th}`, at height
-    ``h_bs``, boresight along +x; UE ULA of :math:`N_R` single-polarised 38.901
-    elements at height ``h_ut``, azimuth uniform on [0, 360°) (TR 38.901
-    Table 7.8-1). Users are dropped uniformly by area in the 120° sector
+    ``h_bs``, boresight along +x with no downtilt; UE ULA of :math:`N_R`
+    single-polarised (V) 38.901 elements at height ``h_ut``, horizontal, with an
+    azimuth uniform on [0, 360°) (TR 38.901 Table 7.8-1; the paper does not say). Users are dropped uniformly by area in the 120° sector
     :math:`|\phi| \le 60°` between ``min_distance`` (the UMa minimum 2D distance)
     and ``cell_radius``; all outdoor, links forced NLOS. No path loss or shadow
     fading. The flat channel is the sum of the path coefficients (the frequency

@@ -210,13 +210,13 @@ def normalize_hybrid_power(baseband: torch.Tensor, analog: torch.Tensor, P_max,
     \mathbf{W}_{BB,m}\|_F^2 = P_{\max}` for every BS; the analog part keeps its unit
     modulus, so only :math:`\mathbf{W}_{BB}` can carry the power.
 
-    *Shapes*: as :func:`hybrid_precoder`; returns the baseband ``[B, M, N_RF, K]``.
+    *Shapes*: as :func:`hybrid_precoder`; returns the baseband in its input shape
+    (``[B, M, N_RF, K]``, or ``[B, N_RF, K]`` single-cell).
     """
-    baseband, analog = _cells(baseband, 4), _cells(analog, 4)
     W = hybrid_precoder(baseband, analog)
     p = _per_sample(P_max, W.shape[0], W).reshape(-1, 1, 1, 1)
-    norm = precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
-    return baseband * (p.sqrt() / norm)
+    scale = p.sqrt() / precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
+    return baseband * (scale if baseband.dim() == 4 else scale.squeeze(1))
 
 
 # ----------------------------------------------------------------------------- physics
@@ -228,7 +228,7 @@ def ris_effective_channel(channels, theta: torch.Tensor) -> torch.Tensor:
     *Shapes*: ``theta`` ``[B, N_RE]`` complex → ``[B, M, M K, N_B]`` (the rows
     :math:`\mathbf{h}_{m,u}^H`), in the promoted complex dtype.
     """
-    ch = channels if isinstance(channels, RISTensors) else as_ris_channels(channels)
+    ch = as_ris_channels(channels)
     return _effective_rows(ch.h_d, ch.G, ch.h_r, theta)
 
 
@@ -278,8 +278,7 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     ``theta`` ``[B, N_RE]``; ``weights`` ``[U]`` or ``[B, U]`` (default 1).
     Returns ``[B]`` real, or ``[B, U]`` per-UE rates (unweighted) if ``per_user``.
     """
-    ch = channels if isinstance(channels, RISTensors) and noise_var is None \
-        else as_ris_channels(channels, noise_var=noise_var)
+    ch = as_ris_channels(channels, noise_var=noise_var)
     if len(out) == 3:
         W, theta = hybrid_precoder(out[0], out[1]), out[2]
     elif len(out) == 2:

@@ -168,8 +168,9 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
                  dtype: torch.dtype = torch.complex64) -> RISChannels:
     r"""Draw ``batch`` independent RIS-aided channel samples (see module docstring).
 
-    :param seed: seeds a private ``torch.Generator`` (CPU); ``None`` draws a fresh
-        random seed. The caller's global RNG is never touched.
+    :param seed: seeds a private ``torch.Generator`` (CPU), so the caller's global
+        RNG is not touched; ``None`` draws the seed from torch's global RNG (then
+        ``torch.manual_seed`` controls the result).
     :param kappa: Rician factor of the BS→RIS and RIS→UE links (paper: 10).
     :param kappa_direct: Rician factor of the direct links (0 = Rayleigh); their
         LoS response is the BS array response towards the UE.

@@ -1,0 +1,80 @@
+"""Run configs: YAML files with ``key.sub=value`` command-line overrides.
+
+    cfg = load_config("tasks/configs/precoding.yaml", ["model.hidden=16", "train.max_steps=2000"])
+
+Values in overrides are parsed as YAML (``3`` → int, ``[1, 2]`` → list, ``none`` → None).
+Every user mistake raises :class:`ConfigError` with one line naming the key.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+__all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config"]
+
+
+class ConfigError(ValueError):
+    """A malformed config or override: ``<source>: <key>: <what is wrong>``."""
+
+
+def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defaults: Mapping | None = None) -> dict:
+    """Merge ``defaults`` ← ``base`` (a YAML path or a mapping) ← ``overrides``."""
+    cfg = copy.deepcopy(dict(defaults or {}))
+    if isinstance(base, Mapping):
+        data, src = dict(base), "<dict>"
+    else:
+        src = str(base)
+        try:
+            data = yaml.safe_load(Path(base).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{src}: <file>: cannot read the config ({e.strerror or e})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{src}: <yaml>: malformed YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{src}: <root>: expected a mapping of settings")
+    _merge(cfg, data, src, "", strict=defaults is not None)
+    return apply_overrides(cfg, overrides, strict=defaults is not None)
+
+
+def apply_overrides(cfg: dict, overrides: Sequence[str], strict: bool = True) -> dict:
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override: {ov}: expected KEY=VALUE, e.g. model.hidden=16")
+        key, raw = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node, parts = cfg, key.strip().split(".")
+        for i, p in enumerate(parts[:-1]):
+            if p not in node:
+                if strict:
+                    raise ConfigError(f"override: {key}: unknown key {'.'.join(parts[:i + 1])!r}; "
+                                      f"expected one of {sorted(node)}")
+                node[p] = {}
+            if not isinstance(node[p], dict):
+                raise ConfigError(f"override: {key}: {'.'.join(parts[:i + 1])!r} is not a section")
+            node = node[p]
+        if strict and parts[-1] not in node:
+            raise ConfigError(f"override: {key}: unknown key; expected one of {sorted(node)}")
+        node[parts[-1]] = value
+    return cfg
+
+
+def _merge(dst: dict, src: Mapping, source: str, prefix: str, strict: bool) -> None:
+    for k, v in src.items():
+        path = f"{prefix}{k}"
+        if strict and k not in dst:
+            raise ConfigError(f"{source}: {path}: unknown key; expected one of {sorted(dst)}")
+        if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v, source, path + ".", strict)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def dump_config(cfg: Mapping, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))

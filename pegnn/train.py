@@ -1,0 +1,200 @@
+"""Training infrastructure shared by every task (Lightning for the loop).
+
+A task supplies three things:
+
+* a **model** (usually :class:`pegnn.PEGNN`) mapping a graph batch to ``{output: tensor}``;
+* an **objective** ``objective(samples, outputs) -> (loss, metrics)`` — ``samples`` is
+  the dict of stacked raw tensors of a batch (e.g. ``H``, ``noise``), ``loss`` the
+  scalar to minimise (e.g. −Σ_k R_k, eq. 37), ``metrics`` a dict of scalars to log;
+* **datasets** of samples: :class:`DictDataset` over tensors with a leading sample dim.
+
+:class:`GraphCollate` turns a list of samples into graph batches, one per group of
+equal sizes (so mixed-K training still runs each group on the dense path), with
+:func:`pegnn.graph.build_batch`. :class:`PolicyModule` is the LightningModule;
+:func:`fit` runs a ``lightning.Trainer`` with checkpoints, CSV (and TensorBoard when
+installed) logs, progress bars, the paper's step LR schedule (5e-4, ×0.1 at half the
+steps: paper 000 Sec. V-A) and DDP (``devices``, ``num_nodes``). Every run writes its
+resolved config, the git revision and the seed to ``<run>/config.yaml`` and into
+the checkpoint (``ckpt["pegnn"]``).
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable, Mapping
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .config import dump_config
+from .graph import build_batch
+from .spec import ProblemSpec
+
+__all__ = ["DictDataset", "GraphCollate", "PolicyModule", "fit", "git_revision", "load_policy_checkpoint"]
+
+
+class DictDataset(Dataset):
+    """Samples from a dict of tensors sharing the leading dim (``{"H": [N, ...], "noise": [N]}``)."""
+
+    def __init__(self, tensors: Mapping[str, Tensor]):
+        lens = {k: len(v) for k, v in tensors.items()}
+        if len(set(lens.values())) != 1:
+            raise ValueError(f"tensors must share their leading (sample) dim, got {lens}")
+        self.tensors = dict(tensors)
+        self.n = next(iter(lens.values()))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i) -> dict[str, Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+class GraphCollate:
+    """Collate samples into ``[(graph_batch, stacked_samples), ...]``, one per size group.
+
+    Args:
+        spec: the problem.
+        sizes_of: sample → sizes mapping (e.g. ``{"ue": K, "ant_ue": N_R, "ant_bs": N_T}``).
+        graph_inputs: stacked samples → ``{input name: [B, ...] tensor}`` for the graph.
+        pairs: attention pairs to cache (see :func:`pegnn.build_graph`).
+    """
+
+    def __init__(self, spec: ProblemSpec, sizes_of: Callable[[dict], dict],
+                 graph_inputs: Callable[[dict], dict], pairs="auto"):
+        self.spec, self.sizes_of, self.graph_inputs, self.pairs = spec, sizes_of, graph_inputs, pairs
+
+    def __call__(self, samples: list[dict]) -> list[tuple]:
+        groups: dict[str, list[dict]] = {}
+        sizes: dict[str, dict] = {}
+        for s in samples:
+            sz = self.sizes_of(s)
+            key = repr(sorted(sz.items()))
+            groups.setdefault(key, []).append(s)
+            sizes[key] = sz
+        out = []
+        for key, items in groups.items():
+            stacked = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+            g = build_batch(self.spec, sizes[key], self.graph_inputs(stacked), pairs=self.pairs)
+            out.append((g, stacked))
+        return out
+
+
+class PolicyModule(L.LightningModule):
+    """A learned policy trained by minimising a task objective.
+
+    Args:
+        model: graph batch → ``{output: tensor}``.
+        objective: ``(samples, outputs) -> (loss, metrics)``.
+        lr: Adam learning rate; ``lr_decay`` multiplies it once, at ``lr_decay_at`` × max_steps.
+        run_info: stored in every checkpoint under ``"pegnn"`` (config, git revision, seed).
+    """
+
+    def __init__(self, model: nn.Module, objective: Callable, lr: float = 5e-4, lr_decay: float = 0.1,
+                 lr_decay_at: float = 0.5, max_steps: int | None = None, run_info: dict | None = None):
+        super().__init__()
+        self.model, self.objective = model, objective
+        self.lr, self.lr_decay, self.lr_decay_at, self.max_steps = lr, lr_decay, lr_decay_at, max_steps
+        self.run_info = run_info or {}
+
+    def forward(self, graph):
+        return self.model(graph)
+
+    def _step(self, batch, stage: str) -> Tensor:
+        total, n, agg = 0.0, 0, {}
+        for graph, samples in batch:
+            b = len(next(iter(samples.values())))
+            loss, metrics = self.objective(samples, self.model(graph))
+            total = total + loss * b
+            n += b
+            for k, v in metrics.items():
+                agg[k] = agg.get(k, 0.0) + float(v) * b
+        loss = total / n
+        self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage != "train")
+        for k, v in agg.items():
+            self.log(f"{stage}/{k}", v / n, batch_size=n, prog_bar=stage != "train", sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        if not self.max_steps or self.lr_decay == 1.0:
+            return opt
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, int(self.max_steps * self.lr_decay_at))],
+                                                     gamma=self.lr_decay)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pegnn"] = self.run_info
+
+
+def git_revision(root: str | Path | None = None) -> str:
+    """The current commit (with ``-dirty`` if the tree has changes), or ``unknown``."""
+    root = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,
+        run_dir: str | Path) -> Path:
+    """Train with Lightning; returns the path of the best (or last) checkpoint.
+
+    ``cfg["train"]`` keys: ``batch_size``, ``max_steps``, ``val_every`` (steps),
+    ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``.
+    """
+    t = cfg["train"]
+    run_dir = Path(run_dir)
+    seed = int(t.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
+    module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
+    dump_config(module.run_info, run_dir / "config.yaml")
+    gen = torch.Generator().manual_seed(seed)
+    train_dl = DataLoader(train_ds, batch_size=int(t["batch_size"]), shuffle=True, collate_fn=collate,
+                          num_workers=int(t.get("workers", 0)), generator=gen, drop_last=True)
+    val_dl = (DataLoader(val_ds, batch_size=int(t.get("val_batch_size", t["batch_size"])), collate_fn=collate,
+                         num_workers=int(t.get("workers", 0))) if val_ds is not None else None)
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    loggers = [CSVLogger(str(run_dir), name="logs", version="")]
+    try:  # TensorBoard only when installed (not a dependency)
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+        loggers.append(TensorBoardLogger(str(run_dir), name="tb", version=""))
+    except ImportError:
+        pass
+    ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best",
+                           monitor="val/loss" if val_dl is not None else None, mode="min", save_last=True)
+    devices = t.get("devices", 1)
+    trainer = L.Trainer(
+        accelerator=t.get("accelerator", "cpu"), devices=devices, num_nodes=int(t.get("num_nodes", 1)),
+        strategy=t.get("strategy") or ("auto" if devices in (1, "1") else "ddp"),
+        max_steps=int(t["max_steps"]), max_time=t.get("max_time"),
+        val_check_interval=int(t.get("val_every", 200)) if val_dl is not None else None,
+        check_val_every_n_epoch=None if val_dl is not None else 1,
+        logger=loggers, callbacks=[ckpt, LearningRateMonitor(logging_interval="step")],
+        log_every_n_steps=int(t.get("log_every", 20)), enable_progress_bar=bool(t.get("progress", True)),
+        enable_model_summary=False, deterministic=False, default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, train_dl, val_dl)
+    best = ckpt.best_model_path or ckpt.last_model_path
+    return Path(best) if best else run_dir / "checkpoints" / "last.ckpt"
+
+
+def load_policy_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """``(state_dict of the model, run_info)`` from a Lightning checkpoint."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
+    return sd, ck.get("pegnn", {})

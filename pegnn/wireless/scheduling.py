@@ -1,0 +1,124 @@
+r"""User scheduling baselines for problem (12) of paper 000: pick ``k`` of ``K̃`` users.
+
+The objective (13) is the sum rate of the selected users under a given precoder
+:math:`G_{CP}`: ``precoder`` is any callable ``(H_sub, noise_var) -> V`` on the selected
+channels ``H_sub`` ``[B', k', N_R, N_T]`` with ``noise_var`` a ``[B']`` float64 tensor,
+e.g. :func:`pegnn.wireless.precoders.mmse` or
+``lambda H, s: wmmse(H, s)`` (a returned tuple ``(V, info)`` is unwrapped to ``V``).
+Masks are bool tensors ``[B, K̃]``; selected users keep their original order (ascending
+index) inside ``H_sub``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .rates import _check_channel, _noise, sum_rate
+
+__all__ = ["greedy_schedule", "random_schedule", "scheduled_sum_rate"]
+
+
+def _check_k(fn: str, k, K_tilde: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K_tilde:
+        raise ValueError(f"{fn}: k must be an int in [1, K̃ = {K_tilde}], got {k!r}")
+    return k
+
+
+def _call_precoder(fn: str, precoder, H_sub: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    if not callable(precoder):
+        raise ValueError(f"{fn}: precoder must be a callable (H_sub, noise_var) -> V, "
+                         f"got {type(precoder).__name__}")
+    V = precoder(H_sub, s2)
+    if isinstance(V, tuple):
+        V = V[0]
+    if not isinstance(V, torch.Tensor) or tuple(V.shape[:2]) != tuple(H_sub.shape[:2]) \
+            or V.dim() != 4 or V.shape[3] != H_sub.shape[3]:
+        raise ValueError(f"{fn}: precoder must return V [B, k, N_S, N_T] for H_sub "
+                         f"{tuple(H_sub.shape)}, got {getattr(V, 'shape', type(V).__name__)}")
+    return V
+
+
+def _select(H: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``H[b, idx[b, ...]]``: ``H`` ``[B, K̃, ...]``, ``idx`` ``[B, ...]`` -> ``[B, ..., N_R, N_T]``."""
+    b = torch.arange(H.shape[0], device=H.device).reshape((-1,) + (1,) * (idx.dim() - 1))
+    return H[b, idx]
+
+
+def greedy_schedule(H: torch.Tensor, noise_var, k: int, precoder) -> torch.Tensor:
+    r"""Greedy user selection (paper 000 ref. [3], Sec. V-C "Greedy").
+
+    Starting from the empty set, add the user :math:`\tilde k \notin \mathcal{K}` that
+    maximises :math:`R_{US}` (13), the sum rate of :math:`\mathcal{K}\cup\{\tilde k\}`
+    after precoding with ``precoder``, until :math:`|\mathcal{K}| = k`. Every step
+    evaluates all remaining candidates of all samples in one batched precoder call
+    (``B (K̃ - s)`` subsets of ``s + 1`` users at step ``s``); ties go to the lowest index.
+    Cost: ``k`` precoder calls on at most ``B K̃`` subsets.
+
+    *Shapes*:
+        - ``H``: ``[B, K̃, N_R, N_T]`` complex; ``noise_var``: float or ``[B]``.
+        - returns a bool mask ``[B, K̃]`` with exactly ``k`` True per row.
+    """
+    fn = "greedy_schedule"
+    H = _check_channel(fn, H)
+    B, Kt = H.shape[:2]
+    k = _check_k(fn, k, Kt)
+    s2 = _noise(fn, noise_var, B, torch.float64, H.device)
+    mask = torch.zeros(B, Kt, dtype=torch.bool, device=H.device)
+    chosen = torch.zeros(B, 0, dtype=torch.long, device=H.device)
+    rows = torch.arange(B, device=H.device)
+    for step in range(k):
+        C = Kt - step
+        cand = (~mask).nonzero()[:, 1].reshape(B, C)                    # remaining, ascending
+        idx = torch.cat([chosen[:, None, :].expand(B, C, step), cand[:, :, None]], 2)
+        H_sub = _select(H, idx).reshape(B * C, step + 1, *H.shape[2:])
+        s2_sub = s2.repeat_interleave(C)
+        V = _call_precoder(fn, precoder, H_sub, s2_sub)
+        r = sum_rate(H_sub, V, s2_sub).reshape(B, C)
+        best = cand[rows, r.argmax(1)]
+        mask[rows, best] = True
+        chosen = torch.cat([chosen, best[:, None]], 1)
+    return mask
+
+
+def random_schedule(B: int, K_tilde: int, k: int, generator: torch.Generator | None = None,
+                    device=None) -> torch.Tensor:
+    r"""Uniformly random selection of ``k`` of ``K_tilde`` users per sample ("Rand").
+
+    *Shapes*: returns a bool mask ``[B, K_tilde]`` with exactly ``k`` True per row.
+    """
+    fn = "random_schedule"
+    for name, v in (("B", B), ("K_tilde", K_tilde)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{fn}: {name} must be a positive int, got {v!r}")
+    k = _check_k(fn, k, K_tilde)
+    gdev = generator.device if generator is not None else "cpu"
+    order = torch.rand(B, K_tilde, generator=generator, device=gdev).argsort(1)[:, :k]
+    mask = torch.zeros(B, K_tilde, dtype=torch.bool, device=gdev)
+    mask[torch.arange(B, device=gdev)[:, None], order] = True
+    return mask.to(device) if device is not None else mask
+
+
+def scheduled_sum_rate(H: torch.Tensor, mask: torch.Tensor, noise_var, precoder) -> torch.Tensor:
+    r"""Objective (13): sum rate of the users selected by ``mask`` under ``precoder``.
+
+    *Shapes*:
+        - ``H``: ``[B, K̃, N_R, N_T]`` complex; ``noise_var``: float or ``[B]``.
+        - ``mask``: bool ``[B, K̃]`` with the same number ``k >= 1`` of True per row.
+        - returns ``[B]`` (bits/s/Hz), real dtype of the precoder's output.
+    """
+    fn = "scheduled_sum_rate"
+    H = _check_channel(fn, H)
+    B, Kt = H.shape[:2]
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (B, Kt):
+        raise ValueError(f"{fn}: mask must be a bool tensor [B, K̃] = [{B}, {Kt}], got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{tuple(getattr(mask, 'shape', ()))}")
+    counts = mask.sum(1)
+    k = int(counts[0])
+    if k < 1 or not bool((counts == k).all()):
+        raise ValueError(f"{fn}: every row of mask must select the same number k >= 1 of users, "
+                         f"got counts {sorted(set(counts.tolist()))}")
+    s2 = _noise(fn, noise_var, B, torch.float64, H.device)
+    idx = mask.to(H.device).nonzero()[:, 1].reshape(B, k)
+    H_sub = _select(H, idx)
+    V = _call_precoder(fn, precoder, H_sub, s2)
+    return sum_rate(H_sub, V, s2)
