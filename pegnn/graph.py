@@ -8,7 +8,8 @@ each of its sets. :func:`build_graph` stores it the PyG way:
 * one node type per **tensor field** (inputs and outputs), whose nodes are the
   entries (row-major over the dims; a nested dim only ranges over the children of
   the element its ancestor dim takes, when that ancestor is a dim of the tensor);
-  input entries carry ``x`` = values (complex as [re, im] channels);
+  input entries carry ``x`` = values (complex as [re, im] channels), output
+  entries ``entry`` = their row-major index (so that PyG un-batches the store);
 * **incidence** edge types ``(field, 'at_<set>', set)`` linking each entry to its
   element in every dim (``'at2_<set>'`` for a repeated dim);
 * the **state field** ``'_D'`` the engine updates (paper 002 Sec. IV-B): one entry
@@ -261,7 +262,8 @@ _BATCH_CACHE: "OrderedDict" = OrderedDict()
 
 
 def _structure(spec, sizes, plan, source, pairs):
-    key = (json.dumps(spec.to_dict(), sort_keys=True), json.dumps(sizes, sort_keys=True),
+    # sizes are not validated yet: a key that tolerates any keys/values lets _Sets report them
+    key = (json.dumps(spec.to_dict(), sort_keys=True), repr(sorted(sizes.items(), key=lambda kv: str(kv[0]))),
            pairs if isinstance(pairs, str) else tuple(pairs))
     hit = _STRUCT_CACHE.get(key)
     if hit is not None:
@@ -305,6 +307,8 @@ def _build_structure(spec: ProblemSpec, sizes: Mapping, p: Plan, source: str, pa
         coords = _entries(S, t.dims)
         fields[name] = coords
         g[name].num_nodes = len(coords)
+        if name in spec.outputs:  # PyG keeps no slices for a store with only num_nodes, so
+            g[name].entry = torch.arange(len(coords))  # to_data_list()/get_example() would fail
         _incidence(g, name, t.dims, coords)
 
     # state field -------------------------------------------------------

@@ -57,7 +57,8 @@ class SpecError(ValueError):
 
     def __init__(self, source: str, path: str, message: str):
         self.source, self.path, self.message = source, path, message
-        super().__init__(f"{source}: {path}: {message}")
+        # one line even when a user's key contains a line break
+        super().__init__(" ".join(f"{source}: {path}: {message}".splitlines()))
 
 
 @dataclass(frozen=True)
@@ -188,17 +189,35 @@ def load_spec(path: str | Path) -> ProblemSpec:
     path = Path(path)
     src = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(src, "<file>", f"cannot read the spec file ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise SpecError(src, "<file>", "cannot read the spec file: not UTF-8 text") from None
     try:
-        d = yaml.safe_load(text)
+        d = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(src, where, f"malformed YAML: {problem}") from None
     return _parse(d, src)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping: PyYAML keeps
+    the last one silently, which would hide a duplicate set or tensor name."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}; names must be unique",
+                        key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
 
 
 # --------------------------------------------------------------------- parsing
@@ -212,7 +231,7 @@ def _mapping(x: Any, src: str, path: str, allowed: set[str] | None = None,
         if not isinstance(k, str):
             raise SpecError(src, path, f"keys must be strings, got {k!r}")
         if allowed is not None and k not in allowed:
-            raise SpecError(src, f"{path}.{k}" if path else k,
+            raise SpecError(src, f"{path}.{k}" if path not in ("", "<root>") else k,
                             f"unknown key; expected one of {sorted(allowed)}")
     return dict(x)
 
@@ -220,6 +239,8 @@ def _mapping(x: Any, src: str, path: str, allowed: set[str] | None = None,
 def _name(x: Any, src: str, path: str, what: str) -> str:
     if not isinstance(x, str) or not _NAME.match(x) or keyword.iskeyword(x):
         raise SpecError(src, path, f"{what} must be an identifier (letters, digits, _), got {x!r}")
+    if x.startswith("_") or "__" in x:  # '_D', '_B_<out>' are the graph's own fields; PyG splits on '__'
+        raise SpecError(src, path, f"{what} must not start with '_' or contain '__' (reserved), got {x!r}")
     return x
 
 
@@ -398,6 +419,8 @@ def parse_sizes(text: str, source: str = "--sizes") -> dict[str, int | list[int]
         if "=" not in part:
             raise SpecError(source, part.strip() or "<empty>", "expected NAME=COUNT or NAME=[c1,c2,...]")
         key, val = (x.strip() for x in part.split("=", 1))
+        if not key or key in out:
+            raise SpecError(source, key or part.strip(), "set name missing" if not key else "size given twice")
         try:
             if val.startswith("["):
                 if not val.endswith("]"):

@@ -149,8 +149,9 @@ def git_revision(root: str | Path | None = None) -> str:
 
 
 def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,
-        run_dir: str | Path) -> Path:
-    """Train with Lightning; returns the path of the best (or last) checkpoint.
+        run_dir: str | Path) -> Path | None:
+    """Train with Lightning; returns the path of the best (or last) checkpoint on the
+    global-zero process and ``None`` on the others (DDP), so callers post-process once.
 
     ``cfg["train"]`` keys: ``batch_size``, ``max_steps``, ``val_every`` (steps),
     ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``.
@@ -189,6 +190,8 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         enable_model_summary=False, deterministic=False, default_root_dir=str(run_dir),
     )
     trainer.fit(module, train_dl, val_dl)
+    if not trainer.is_global_zero:
+        return None
     best = ckpt.best_model_path or ckpt.last_model_path
     return Path(best) if best else run_dir / "checkpoints" / "last.ckpt"
 

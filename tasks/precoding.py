@@ -87,6 +87,8 @@ def train(cfg: dict) -> Path:
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     t0 = time.time()
     ckpt = fit(module, DictDataset(tr), DictDataset(va), collate(spec), cfg, run_dir)
+    if ckpt is None:  # a DDP worker: rank 0 writes the policy
+        return None
     minutes = (time.time() - t0) / 60
     sd, info = load_policy_checkpoint(ckpt)
     model.load_state_dict(sd)

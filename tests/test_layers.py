@@ -18,7 +18,15 @@ from pegnn.nn.mdi import MDI
 from pegnn.plan import plan
 
 GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exactness checks run in float64; restore the default for other modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def layout_for(spec_name: str, sizes: str, dense=None):

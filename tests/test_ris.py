@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from pegnn.wireless.ris import (RISDigital, RISHybrid, RISTensors, as_ris_channels,
+from pegnn.wireless.ris import (RISHybrid, RISTensors, as_ris_channels, hybrid_from_digital,
                                 hybrid_precoder, normalize_hybrid_power, normalize_power,
                                 precoder_power, ris_effective_channel, ris_rate, unit_modulus)
-from pegnn.wireless.ris_bcd import (_reflection_problem, _Rows, hybrid_from_digital, ris_bcd,
-                                    reflection_elementwise, reflection_mm, reflection_objective)
+from pegnn.wireless.ris_bcd import (_reflection_problem, _Rows, ris_bcd, reflection_elementwise,
+                                    reflection_mm, reflection_objective)
 
 C128 = torch.complex128
 
@@ -194,11 +194,67 @@ def test_bcd_monotone_unit_modulus_power(elementwise):
     assert not info["nonfinite"].any()
 
 
+def _reference_pass(h_d, G, h_r, W, theta, w, P, nv):
+    """One BCD pass (README steps 1-4, one MM step) for one sample, written directly
+    from the formulas with numpy loops and scipy's root finder for lambda."""
+    import numpy as np
+    from scipy.optimize import brentq
+    M, U, N_B = h_d.shape
+    K = U // M
+    H = [[h_d[m, u] + (theta.conj() * h_r[u]) @ G[m] for u in range(U)] for m in range(M)]
+    amp = lambda H, W: np.array([[H[s // K][u] @ W[s // K][:, s % K] for s in range(U)]
+                                 for u in range(U)])
+    R = amp(H, W)
+    tot = (abs(R) ** 2).sum(1) + nv
+    gam = np.array([abs(R[u, u]) ** 2 / (tot[u] - abs(R[u, u]) ** 2) for u in range(U)])
+    wt = w * (1 + gam)
+    beta = np.sqrt(wt) * np.diag(R) / tot
+    W_new = np.zeros_like(W)
+    for m in range(M):
+        A = sum(abs(beta[u]) ** 2 * np.outer(H[m][u].conj(), H[m][u]) for u in range(U))
+        rhs = np.stack([np.sqrt(wt[u]) * beta[u] * H[m][u].conj()
+                        for u in range(m * K, (m + 1) * K)], 1)
+        sol = lambda lam: np.linalg.solve(lam * np.eye(N_B) + A, rhs)
+        excess = lambda lam: (abs(sol(lam)) ** 2).sum() - P
+        lam = 0.0 if excess(0.0) <= 0 else brentq(excess, 0.0, 1e6, xtol=1e-15, rtol=1e-14)
+        W_new[m] = sol(lam)
+    R = amp(H, W_new)
+    eps = np.sqrt(wt) * np.diag(R) / ((abs(R) ** 2).sum(1) + nv)
+    N = theta.shape[0]
+    Um, nu = np.zeros((N, N), complex), np.zeros(N, complex)
+    for u in range(U):
+        for s in range(U):
+            m, k = divmod(s, K)
+            a = h_r[u] * (G[m] @ W_new[m][:, k])      # diag(h_r,u^H) G_m w_s
+            b = h_d[m, u] @ W_new[m][:, k]
+            Um += abs(eps[u]) ** 2 * np.outer(a, a.conj())
+            nu -= abs(eps[u]) ** 2 * np.conj(b) * a
+            if s == u:
+                nu += np.sqrt(wt[u]) * np.conj(eps[u]) * a
+    X = np.linalg.eigvalsh(Um)[-1] * np.eye(N) - Um
+    return W_new, np.exp(1j * np.angle(X @ theta + nu))
+
+
+def test_one_pass_matches_reference_formulas():
+    B, M, K, N_B, N_RE = 2, 2, 2, 3, 4
+    ch = make_channels(B, M, K, N_B, N_RE, seed=91, kappa=4.0, noise_var=0.5, P_max=2.0)
+    g = torch.Generator().manual_seed(92)
+    W0 = _cn(g, B, M, N_B, K) * 0.4
+    th0 = unit_modulus(_cn(g, B, N_RE))
+    w = torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=torch.float64)
+    out, _ = ris_bcd(ch, weights=w, max_iter=1, tol=0.0, init=(W0, th0), inner_iter=1)
+    for b in range(B):
+        W_ref, th_ref = _reference_pass(*(x[b].numpy() for x in (ch.h_d, ch.G, ch.h_r, W0, th0)),
+                                        w.numpy(), 2.0, 0.5)
+        assert torch.allclose(out.W[b], torch.from_numpy(W_ref), atol=1e-8)
+        assert torch.allclose(out.theta[b], torch.from_numpy(th_ref), atol=1e-8)
+
+
 def test_bcd_beats_random_phases():
     # RIS-dominated links (weak direct path), where the phases matter
-    ch = make_channels(12, 1, 3, 4, 16, seed=31, kappa=10.0, direct=0.05, P_max=1.0)
-    _, rand = ris_bcd(ch, fix_theta=True, seed=5)
-    _, bcd = ris_bcd(ch, seed=5)
+    ch = make_channels(8, 1, 3, 4, 12, seed=31, kappa=10.0, direct=0.05, P_max=1.0)
+    _, rand = ris_bcd(ch, fix_theta=True, seed=5, max_iter=30)
+    _, bcd = ris_bcd(ch, seed=5, max_iter=30)       # measured: 8.81 vs 5.66 bits/s/Hz
     assert (bcd["se"] >= rand["se"] - 1e-6).all()     # BCD starts at the random phases
     assert bcd["se"].mean() > rand["se"].mean() + 1.0
 
@@ -223,10 +279,10 @@ def test_hybrid_altmin_and_exact():
 def test_bcd_sample_independent_of_batch_mates():
     ch = make_channels(3, 2, 1, 3, 4, seed=51, kappa=5.0, direct=0.3)
     init = ris_bcd(ch, max_iter=0, seed=2)[0]            # max_iter=0: the initial point
-    _, full = ris_bcd(ch, init=tuple(init))
+    _, full = ris_bcd(ch, init=tuple(init), max_iter=25)
     idx = [0, 2]
     sub = RISTensors(ch.h_d[idx], ch.G[idx], ch.h_r[idx], 1.0, 1.0)
-    _, part = ris_bcd(sub, init=(init.W[idx], init.theta[idx]))
+    _, part = ris_bcd(sub, init=(init.W[idx], init.theta[idx]), max_iter=25)
     assert torch.allclose(part["se"], full["se"][idx], atol=1e-10)
     assert torch.equal(part["iterations"], full["iterations"][idx])
 
@@ -236,7 +292,7 @@ def test_single_user_single_antenna_reaches_closed_form():
     SNR* = P (|h_d| + sum_n |h_r,n G_n|)^2 / sigma^2."""
     # moderate SNR (~0-8 dB): the FP step in theta shrinks like 1/SINR, so at high
     # SNR the algorithm crawls (measured: 0.24 bit short after tol = 1e-3 at ~15 dB)
-    ch = make_channels(6, 1, 1, 1, 6, seed=61, kappa=2.0, noise_var=20.0, P_max=1.5)
+    ch = make_channels(4, 1, 1, 1, 6, seed=61, kappa=2.0, noise_var=20.0, P_max=1.5)
     _, info = ris_bcd(ch, tol=1e-9, max_iter=1000, seed=3)
     gain = ch.h_d[:, 0, 0, 0].abs() + (ch.h_r[:, 0, :] * ch.G[:, 0, :, 0]).abs().sum(-1)
     best = torch.log2(1 + 1.5 * gain.square() / 20.0)

@@ -188,22 +188,24 @@ def uma_channels(batch: int, K: int, N_R: int, N_T: int, seed: int, chunk: int =
     (±45° cross) 38.901 elements, :math:`N_T = 2 N_{Tv} N_{Th}`, at height
     ``h_bs``, boresight along +x with no downtilt; UE ULA of :math:`N_R`
     single-polarised (V) 38.901 elements at height ``h_ut``, horizontal, with an
-    azimuth uniform on [0, 360°) (TR 38.901 Table 7.8-1; the paper does not say). Users are dropped uniformly by area in the 120° sector
-    :math:`|\phi| \le 60°` between ``min_distance`` (the UMa minimum 2D distance)
-    and ``cell_radius``; all outdoor, links forced NLOS. No path loss or shadow
-    fading. The flat channel is the sum of the path coefficients (the frequency
-    response at :math:`f = 0`). Each drop is normalised so that
+    azimuth uniform on [0, 360°) (TR 38.901 Table 7.8-1; the paper does not say).
+    Users are dropped uniformly by area in the 120° sector :math:`|\phi| \le 60°`
+    between ``min_distance`` (the UMa minimum 2D distance) and ``cell_radius``;
+    all outdoor, links forced NLOS. No path loss or shadow fading. The flat
+    channel is the sum of the path coefficients (the frequency response at
+    :math:`f = 0`). Each drop is normalised so that
     :math:`\sum_k \mathrm{tr}(\mathbf{H}_k \mathbf{H}_k^H) = K N_R N_T`.
 
-    Sionna's ``PanelArray`` orders BS ports as (row, column, polarisation) with
-    the polarisation fastest; the models only rely on the permutation symmetry.
+    BS port order is Sionna's: polarisation slowest (all :math:`N_T/2` ports of
+    the first polarisation, then the second), then column, then row fastest.
 
     :param batch: number of drops (independent channel realisations)
     :param seed: chunk ``i`` (of ``chunk`` drops) uses :func:`chunk_seed`
         ``(seed, first_chunk + i)`` for the drop and for Sionna's RNGs, so
         ``uma_channels(2c, s, chunk=c)`` equals the concatenation of
         ``uma_channels(c, s, chunk=c, first_chunk=0)`` and ``(..., first_chunk=1)``.
-        Reproducible across processes on the same device kind.
+        Reproducible across processes on the same device kind. The drops of a
+        chunk depend on its size, so a shorter last chunk is not a prefix of a full one.
     :param chunk: drops per Sionna call; 100–250 is fastest on CPU (~1–2 GB each).
     :param progress: show a tqdm bar over drops.
     :param device: torch device for Sionna; results are reproducible per device.

@@ -113,7 +113,7 @@ def _noise(fn: str, noise_var, B: int, dtype: torch.dtype, device) -> torch.Tens
             raise ValueError(f"{fn}: noise_var must be a float or a tensor of shape [B] = [{B}], "
                              f"got shape {tuple(noise_var.shape)}")
     elif isinstance(noise_var, (int, float)) and not isinstance(noise_var, bool):
-        s2 = torch.full((B,), float(noise_var))
+        s2 = torch.full((B,), float(noise_var), dtype=torch.float64)  # no float32 rounding
     else:
         raise ValueError(f"{fn}: noise_var must be a positive float or a tensor [B], "
                          f"got {type(noise_var).__name__}")
@@ -124,7 +124,10 @@ def _noise(fn: str, noise_var, B: int, dtype: torch.dtype, device) -> torch.Tens
 
 
 def _positive(fn: str, name: str, x) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"{fn}: {name} must be a positive finite number (Python float), "
+                         f"got {type(x).__name__}")
+    if not math.isfinite(x) or x <= 0:
         raise ValueError(f"{fn}: {name} must be a positive finite number, got {x!r}")
     return float(x)
 

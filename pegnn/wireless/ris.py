@@ -58,7 +58,8 @@ import torch
 __all__ = [
     "RISTensors", "RISHybrid", "RISDigital", "as_ris_channels",
     "unit_modulus", "precoder_power", "normalize_power", "normalize_hybrid_power",
-    "hybrid_precoder", "ris_effective_channel", "ris_received", "ris_rate", "ris_bcd",
+    "hybrid_precoder", "hybrid_from_digital", "ris_effective_channel", "ris_received",
+    "ris_rate", "ris_bcd",
 ]
 
 
@@ -169,7 +170,7 @@ def unit_modulus(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     if not x.is_complex():
         if x.shape[-1] != 2:
             raise ValueError("unit_modulus: real input needs a last axis (re, im) of size 2")
-        x = torch.view_as_complex(x.contiguous() if x.dtype != torch.float16 else x.float())
+        x = torch.view_as_complex(x.contiguous())
     mag = x.abs()
     safe = torch.where(mag > eps, x, torch.ones_like(x))
     return safe / safe.abs()
@@ -185,8 +186,8 @@ def precoder_power(W: torch.Tensor) -> torch.Tensor:
 
 def normalize_power(W: torch.Tensor, P_max, eps: float = 1e-30) -> torch.Tensor:
     r"""Scale each BS precoder to full power, :math:`\mathbf{W}_m \sqrt{P_{\max}} /
-    \|\mathbf{W}_m\|_F` (the SE is increasing in the common scale of all BSs' powers
-    in the single-cell case, and this is the usual output layer of a policy).
+    \|\mathbf{W}_m\|_F` (scaling every precoder up together raises every SINR, so a
+    policy's output layer usually does this).
 
     *Shapes*: ``W`` ``[B, M, N_B, K]`` (or ``[B, N_B, K]``); ``P_max`` float or ``[B]``.
     """
@@ -217,6 +218,65 @@ def normalize_hybrid_power(baseband: torch.Tensor, analog: torch.Tensor, P_max,
     p = _per_sample(P_max, W.shape[0], W).reshape(-1, 1, 1, 1)
     scale = p.sqrt() / precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
     return baseband * (scale if baseband.dim() == 4 else scale.squeeze(1))
+
+
+# ----------------------------------------------------------------------------- hybrid
+def hybrid_from_digital(W: torch.Tensor, n_rf: int, iters: int = 100, seed: int | None = None,
+                        method: str = "auto") -> RISHybrid:
+    r"""A hybrid realisation :math:`\mathbf{W}_{RF}\mathbf{W}_{BB} \approx \mathbf{W}`
+    per BS, re-normalised to the power of :math:`\mathbf{W}` (``theta`` is left ``None``).
+
+    - ``"exact"`` (needs ``n_rf >= 2K``; the ``"auto"`` choice then): column ``k`` is
+      written entry-wise as :math:`w_{nk} = \mu_k(e^{j(\psi_{nk}+\delta_{nk})} +
+      e^{j(\psi_{nk}-\delta_{nk})})` with :math:`\mu_k = \max_n |w_{nk}|/2`,
+      :math:`\delta_{nk} = \arccos(|w_{nk}|/2\mu_k)` — two analog columns and two equal
+      baseband entries per stream (Sohrabi & Yu, IEEE JSTSP 2016); spare RF chains get
+      analog phase 0 and zero baseband rows. Reproduces :math:`\mathbf{W}` to rounding.
+    - ``"altmin"`` (otherwise): phase extraction + least squares, alternating
+      :math:`\mathbf{W}_{BB} = \mathbf{W}_{RF}^{+}\mathbf{W}`,
+      :math:`\mathbf{W}_{RF} = e^{j\arg(\mathbf{W}\mathbf{W}_{BB}^H)}` (PE-AltMin of Yu,
+      Shen, Zhang, Letaief 2016), ``iters`` rounds from the phases of :math:`\mathbf{W}`
+      (spare columns: random phases from ``seed``), keeping the best Frobenius fit;
+      then :math:`\mathbf{W}_{BB}` is scaled so that :math:`\|\mathbf{W}_{RF}
+      \mathbf{W}_{BB}\|_F = \|\mathbf{W}\|_F`.
+
+    *Shapes*: ``W`` ``[B, M, N_B, K]`` → :class:`RISHybrid` with ``baseband``
+    ``[B, M, n_rf, K]``, ``analog`` ``[B, M, N_B, n_rf]`` (unit modulus), same dtype.
+    """
+    B, M, N_B, K = W.shape
+    method = ("exact" if n_rf >= 2 * K else "altmin") if method == "auto" else method
+    if method == "exact":
+        if n_rf < 2 * K:
+            raise ValueError(f"hybrid_from_digital: 'exact' needs n_rf >= 2K = {2 * K}")
+        mag, psi = W.abs(), W.angle()
+        mu = mag.amax(-2, keepdim=True) / 2                              # [B, M, 1, K]
+        delta = torch.arccos((mag / (2 * mu).clamp_min(1e-300)).clamp(0, 1))
+        analog = torch.ones(B, M, N_B, n_rf, dtype=W.dtype, device=W.device)
+        analog[..., 0:2 * K:2] = torch.polar(torch.ones_like(mag), psi + delta)
+        analog[..., 1:2 * K:2] = torch.polar(torch.ones_like(mag), psi - delta)
+        baseband = torch.zeros(B, M, n_rf, K, dtype=W.dtype, device=W.device)
+        idx = torch.arange(K, device=W.device)
+        baseband[..., 2 * idx, idx] = mu[..., 0, :].to(W.dtype)
+        baseband[..., 2 * idx + 1, idx] = mu[..., 0, :].to(W.dtype)
+        return RISHybrid(baseband, analog, None)
+    if method != "altmin":
+        raise ValueError(f"hybrid_from_digital: unknown method {method!r}")
+    gen = torch.Generator(device=W.device).manual_seed(0 if seed is None else int(seed))
+    phase = 2 * math.pi * torch.rand(B, M, N_B, n_rf, generator=gen, dtype=torch.float64)
+    analog = torch.polar(torch.ones_like(phase), phase).to(W.dtype)
+    analog[..., :min(K, n_rf)] = unit_modulus(W[..., :min(K, n_rf)])
+    best_err = torch.full((B, M), float("inf"), dtype=W.real.dtype, device=W.device)
+    best_a, best_b = analog.clone(), torch.zeros(B, M, n_rf, K, dtype=W.dtype, device=W.device)
+    for _ in range(iters):
+        baseband = torch.linalg.pinv(analog) @ W
+        err = (W - analog @ baseband).abs().square().sum((-2, -1))
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_a[better], best_b[better] = analog[better], baseband[better]
+        analog = unit_modulus(W @ baseband.mH)
+    target = precoder_power(W)
+    have = precoder_power(best_a @ best_b).clamp_min(1e-300)
+    return RISHybrid(best_b * (target / have).sqrt()[..., None, None], best_a, None)
 
 
 # ----------------------------------------------------------------------------- physics
@@ -289,7 +349,7 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     if W.shape != (B, M, N_B, U // M) or theta.shape != (B, ch.G.shape[2]):
         raise ValueError(f"precoder {tuple(W.shape)} / theta {tuple(theta.shape)} do not fit "
                          f"channels (want {(B, M, N_B, U // M)} / {(B, ch.G.shape[2])})")
-    h = ris_effective_channel(ch, theta)
+    h = _effective_rows(ch.h_d, ch.G, ch.h_r, theta)
     rates = _rates_from_received(ris_received(h, W), _per_sample(ch.noise_var, B, h))
     if per_user:
         return rates

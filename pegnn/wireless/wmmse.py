@@ -54,9 +54,9 @@ def _filters(H, V, s2, fn):
     """
     _, L_om, Z, M = _rate_terms(H, V, s2, fn)
     Lw = torch.linalg.cholesky(M)
-    # Woodbury: C^{-1} H T = Ω^{-1} H T Ξ^{-1}, hence F Ξ^{1/2}-factor:
-    # F L = Ω^{-1} (H T) L^{-H}; with the σ-normalised Ω used in _rate_terms,
-    # σ F L = L_Ω^{-H} Z L_w^{-H}.
+    # Woodbury: F = C^{-1} H T = Ω^{-1} H T Ξ^{-1}, so with Ξ = L L^H,
+    # F L = Ω^{-1} (H T) L^{-H}. In the σ-normalised quantities of _rate_terms
+    # (Ω/σ² = L_Ω L_Ω^H, Z = L_Ω^{-1} H T / σ) this is σ F L = L_Ω^{-H} Z L^{-H}.
     Y = torch.linalg.solve_triangular(L_om.mH, Z, upper=True)
     Fs = torch.linalg.solve_triangular(Lw.mH, Y, upper=True, left=False)
     rate = 2 * torch.log(Lw.diagonal(dim1=-2, dim2=-1).real).sum((-1, -2)) / _LN2
@@ -113,8 +113,10 @@ def _init(fn, init, H, s2, P_T, seed):
             gen.seed()
         else:
             gen.manual_seed(int(seed))
-        re, im = torch.randn((2, B, K, N_R, N_T), generator=gen, dtype=torch.float64)
-        V0 = torch.complex(re, im).to(H.device)
+        # sample-major draw: the first b samples do not depend on B (best-of restarts
+        # and sub-batches reproduce single runs with the same seed)
+        V0 = torch.view_as_complex(torch.randn((B, K, N_R, N_T, 2), generator=gen,
+                                               dtype=torch.float64)).to(H.device)
     else:
         raise ValueError(f"{fn}: init must be 'mmse', 'random' or a tensor [B, K, N_R, N_T], "
                          f"got {init!r}")
