@@ -19,9 +19,26 @@ from .graph import build_batch
 from .models import PEGNN
 from .spec import ProblemSpec
 
-__all__ = ["TECFPPolicy", "pretrained", "save_policy", "load_policy", "CHECKPOINTS"]
+__all__ = ["TECFPPolicy", "TEUSPolicy", "pretrained", "save_policy", "load_policy", "noise_input", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+NOISE_FEATURES = ("sigma2", "snr")
+
+
+def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
+    r"""The scalar noise input fed to the network.
+
+    ``"sigma2"`` feeds :math:`\sigma^2` itself; ``"snr"`` feeds
+    :math:`-\log_{10}\sigma^2` = SNR(dB)/10 (with :math:`P_T = 1`). Training SNRs span
+    0-40 dB, i.e. σ² over four decades: on the log scale the feature is O(1) over the
+    whole range, so a normalised network sees the SNR as clearly at 40 dB as at 0 dB.
+    """
+    if feature not in NOISE_FEATURES:
+        raise ValueError(f"noise feature must be one of {NOISE_FEATURES}, got {feature!r}")
+    s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+    if not torch.isfinite(s2).all() or (s2 <= 0).any():
+        raise ValueError("noise_var must be finite and > 0")
+    return s2 if feature == "sigma2" else -torch.log10(s2)
 
 
 class TECFPPolicy:
@@ -30,8 +47,9 @@ class TECFPPolicy:
 
     kind = "tecfp"
 
-    def __init__(self, model: PEGNN, P_T: float = 1.0):
+    def __init__(self, model: PEGNN, P_T: float = 1.0, noise_feature: str = "sigma2"):
         self.model, self.spec, self.P_T = model.eval(), model.spec, P_T
+        self.noise_feature = noise_feature
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""
@@ -39,7 +57,7 @@ class TECFPPolicy:
         s2 = torch.as_tensor(noise_var, dtype=torch.float32).expand(B) if torch.as_tensor(noise_var).dim() == 0 \
             else torch.as_tensor(noise_var, dtype=torch.float32)
         g = build_batch(self.spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
-                        {"H": H.to(torch.complex64), "noise": s2})
+                        {"H": H.to(torch.complex64), "noise": noise_input(s2, self.noise_feature)})
         out = self.model(g)
         return out["A"], out["U"]
 
@@ -50,14 +68,60 @@ class TECFPPolicy:
         return cfp(H.to(torch.complex64), A, U, noise_var, P_T=self.P_T)
 
 
-_KINDS = {"tecfp": TECFPPolicy}
+class TEUSPolicy:
+    r"""TEUS (paper 000 Sec. IV-C): TEUSN scores the :math:`\tilde K` candidate users and the
+    output layer keeps the ``k`` highest scores, :math:`\hat\eta_{\tilde k} = 1` iff
+    :math:`y_{\tilde k}` is among the ``k`` largest (the paper's "largest K elements are set
+    to 1"; its softmax is monotone, so ranking the raw scores selects the same users).
+
+    The scores are equivariant to permuting the candidates and invariant to permuting
+    the UE or BS antennas (eqs. 40-42), so the mask is too (ties aside).
+
+    *Shapes*: ``H`` ``[B, K̃, N_R, N_T]`` complex, ``noise_var`` float or ``[B]`` →
+    ``mask`` bool ``[B, K̃]`` with exactly ``k`` True per row.
+    """
+
+    kind = "teus"
+
+    def __init__(self, model: PEGNN, noise_feature: str = "sigma2"):
+        self.model, self.spec = model.eval(), model.spec
+        self.noise_feature = noise_feature
+
+    def logits(self, H: Tensor, noise_var) -> Tensor:
+        """Per-user scores ``[B, K̃]`` (logits of the BCE loss (43))."""
+        B, K, N_R, N_T = H.shape
+        s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+        s2 = s2.expand(B) if s2.dim() == 0 else s2
+        g = build_batch(self.spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
+                        {"H": H.to(torch.complex64), "noise": noise_input(s2, self.noise_feature)})
+        return self.model(g)["eta"]
+
+    @staticmethod
+    def top_k(scores: Tensor, k: int) -> Tensor:
+        """Bool mask ``[B, K̃]`` of the ``k`` largest ``scores`` per row (exactly ``k``,
+        ties broken by :func:`torch.topk`)."""
+        K = scores.shape[-1]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K:
+            raise ValueError(f"TEUSPolicy: k must be an int in [1, K̃ = {K}], got {k!r}")
+        mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+        return mask.scatter_(-1, scores.topk(k, dim=-1).indices, True)
+
+    @torch.no_grad()
+    def __call__(self, H: Tensor, noise_var, k: int) -> Tensor:
+        return self.top_k(self.logits(H, noise_var), k)
 
 
-def save_policy(path: str | Path, kind: str, model: PEGNN, info: Mapping | None = None) -> None:
-    """Write a self-contained policy file (spec dict, model config, weights, info)."""
+_KINDS = {"tecfp": TECFPPolicy, "teus": TEUSPolicy}
+
+
+def save_policy(path: str | Path, kind: str, model: PEGNN, info: Mapping | None = None,
+                policy_kwargs: Mapping | None = None) -> None:
+    """Write a self-contained policy file (spec dict, model config, weights, info, and the
+    keyword arguments the policy class needs, e.g. its noise feature)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"kind": kind, "spec": model.spec.to_dict(), "model": model.config,
-                "state_dict": model.state_dict(), "info": dict(info or {})}, path)
+                "state_dict": model.state_dict(), "info": dict(info or {}),
+                "policy_kwargs": dict(policy_kwargs or {})}, path)
 
 
 def load_policy(path: str | Path):
@@ -66,7 +130,7 @@ def load_policy(path: str | Path):
     spec = ProblemSpec.from_dict(ck["spec"], source=str(path))
     model = PEGNN(spec, **ck["model"])
     model.load_state_dict(ck["state_dict"])
-    policy = _KINDS[ck["kind"]](model)
+    policy = _KINDS[ck["kind"]](model, **ck.get("policy_kwargs", {}))
     policy.info = ck.get("info", {})
     return policy
 
@@ -78,3 +142,132 @@ def pretrained(name: str):
         have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
         raise ValueError(f"no shipped policy {name!r}; available: {have or 'none yet'}")
     return load_policy(path)
+
+
+class RISPolicy:
+    r"""RIS-aided hybrid precoding (paper 002 Sec. IV-C, problem P-R): a :class:`PEGNN`
+    with attention on the UEs maps the channels to the baseband precoder, the analog
+    precoder and the RIS phases (``tasks/ris_precoding.py`` trains it).
+
+        policy = pegnn.pretrained("ris_gnn")
+        ch = pegnn.wireless.ris_channels(100, seed=2, **policy.channels)   # the training regime
+        out = policy(ch)                     # or policy(*ch): RISHybrid(baseband, analog, theta)
+        se = pegnn.wireless.ris_rate(ch, out)
+
+    *Network inputs* (:meth:`graph_inputs`, all computed per sample, so each is a
+    permutation-equivariant function of the channels): with
+    :math:`a = \sqrt{P_{\max}/\sigma^2}`, the spec's ``H_d``, ``G``, ``h_r`` divided by
+    their own RMS over all entries (a global norm per sample: permutation invariant);
+    the cascaded channel ``H_c[u, n, t]`` = ``h_r[u, n] G[n, t]`` (RMS-normalised);
+    ``snr_d`` = log10 of the mean :math:`|a\,h_d|^2` and ``snr_c`` = log10 of
+    :math:`N_{RE}^2` times the mean :math:`|a\,H_c|^2` (direct and coherent cascaded
+    SNR, which the normalisation removes); and ``rf_tag`` over ``[rf, ue]``.
+
+    *Why ``rf_tag``.* No channel carries the RF set, and an equivariant map cannot
+    tell apart elements that its inputs do not distinguish: without an input over
+    ``rf`` every analog column and every baseband row would be equal (a rank-one
+    precoder; the plan warns about it). ``rf_tag[r, k]`` is ±1 when RF chain ``r``
+    of a BS is "assigned" to its UE ``k = r mod K`` (sign + on even rounds ``r // K``,
+    − on odd ones, so two chains of one UE differ), 0 otherwise, within a cell — the
+    layout of the exact two-chains-per-stream hybrid decomposition (Sohrabi & Yu
+    2016). The model is equivariant jointly in (channels, ``rf_tag``); for fixed
+    ``rf_tag``, permuting UEs permutes the precoder ``W_RF W_BB`` accordingly
+    whenever ``K`` divides ``N_RF`` (a UE permutation of the tag is then an RF
+    permutation of it, which leaves ``W_RF W_BB`` unchanged).
+
+    *Output layer* (:meth:`output_layer`): ``analog`` and ``theta`` are projected on
+    the unit circle (:func:`~pegnn.wireless.ris.unit_modulus`), ``baseband`` is scaled
+    so that :math:`\|\mathbf W_{RF,m}\mathbf W_{BB,m}\|_F^2 = P_{\max}` per BS
+    (:func:`~pegnn.wireless.ris.normalize_hybrid_power`).
+
+    *Shapes*: channels as in :mod:`pegnn.wireless.ris` (``h_d`` ``[B, M, M K, N_B]``,
+    ``G`` ``[B, M, N_RE, N_B]``, ``h_r`` ``[B, M K, N_RE]``, single-cell tensors may
+    drop ``M``) → :class:`~pegnn.wireless.ris.RISHybrid` with ``baseband``
+    ``[B, M, N_RF, K]``, ``analog`` ``[B, M, N_B, N_RF]``, ``theta`` ``[B, N_RE]``.
+    """
+
+    kind = "ris"
+    EXTRA_INPUTS = {
+        "H_c": {"dims": ["ue", "re", "ant_bs"], "complex": True,
+                "description": "cascaded channel h_r[u, n] G[n, t] (RMS-normalised)"},
+        "rf_tag": {"dims": ["rf", "ue"], "description": "RF-chain/UE assignment, breaks the RF tie"},
+        "snr_d": {"dims": [], "description": "log10 mean direct SNR per entry"},
+        "snr_c": {"dims": [], "description": "log10 N_RE^2 x mean cascaded SNR per entry"},
+    }
+
+    def __init__(self, model: PEGNN, N_RF: int = 6, channels: Mapping | None = None):
+        self.model, self.spec, self.N_RF = model.eval(), model.spec, int(N_RF)
+        self.channels = dict(channels or {})  # ris_channels keywords of the training regime
+
+    @classmethod
+    def extend_spec(cls, spec: ProblemSpec) -> ProblemSpec:
+        """The P-R spec (``graphs/ris_pr.yaml``) plus the inputs of the class docstring."""
+        d = spec.to_dict()
+        d["inputs"] = {**d["inputs"], **cls.EXTRA_INPUTS}
+        return ProblemSpec.from_dict(d, source=f"{spec.name}+RISPolicy")
+
+    @staticmethod
+    def rf_tag(M: int, K: int, N_RF: int, dtype=torch.float32) -> Tensor:
+        """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of ``m``."""
+        r = torch.arange(N_RF)
+        one = torch.zeros(N_RF, K, dtype=dtype)
+        one[r, r % K] = 1.0 - 2.0 * ((r // K) % 2).to(dtype)
+        return torch.block_diag(*[one] * M)
+
+    @staticmethod
+    def graph_inputs(h_d: Tensor, G: Tensor, h_r: Tensor, noise_var, P_max, rf_tag: Tensor) -> dict:
+        """Network inputs over the spec's global element ids (see the class docstring).
+        ``rf_tag`` ``[M N_RF, M K]`` or ``[B, M N_RF, M K]``."""
+        B, M, U, N_B = h_d.shape
+        real = h_d.real.dtype
+        a = (torch.as_tensor(P_max, dtype=real) / torch.as_tensor(noise_var, dtype=real)).sqrt()
+        a = a.reshape(-1).expand(B)
+        Hd = h_d.permute(0, 2, 1, 3).reshape(B, U, M * N_B)          # [B, U, M N_B]
+        Gg = G.permute(0, 2, 1, 3).reshape(B, G.shape[2], M * N_B)    # [B, N_RE, M N_B]
+        Hc = h_r[..., None] * Gg[:, None]                             # [B, U, N_RE, M N_B]
+
+        def ms(x):  # mean power per entry of each sample
+            return x.abs().square().flatten(1).mean(1).clamp_min(1e-30)
+
+        def unit(x):
+            return x / ms(x).sqrt().reshape(-1, *[1] * (x.dim() - 1))
+
+        tag = rf_tag.to(real)
+        return {"H_d": unit(Hd), "G": unit(Gg), "h_r": unit(h_r), "H_c": unit(Hc),
+                "rf_tag": tag.expand(B, *tag.shape[-2:]),
+                "snr_d": torch.log10(ms(Hd) * a ** 2).clamp(-10, 10),
+                "snr_c": torch.log10(ms(Hc) * a ** 2 * G.shape[2] ** 2).clamp(-10, 10)}
+
+    @staticmethod
+    def output_layer(raw: Mapping[str, Tensor], M: int, P_max):
+        """Dense network outputs → feasible :class:`~pegnn.wireless.ris.RISHybrid`."""
+        from .wireless.ris import RISHybrid, normalize_hybrid_power, unit_modulus
+        W_BB, W_RF = raw["W_BB"], raw["W_RF"]        # [B, M, M N_RF, M K], [B, M, M N_B, M N_RF]
+        n_rf, K, N_B = W_BB.shape[2] // M, W_BB.shape[3] // M, W_RF.shape[2] // M
+        bb = torch.stack([W_BB[:, m, m * n_rf:(m + 1) * n_rf, m * K:(m + 1) * K] for m in range(M)], 1)
+        an = torch.stack([W_RF[:, m, m * N_B:(m + 1) * N_B, m * n_rf:(m + 1) * n_rf] for m in range(M)], 1)
+        analog = unit_modulus(an)
+        return RISHybrid(normalize_hybrid_power(bb, analog, P_max), analog, unit_modulus(raw["theta"]))
+
+    def forward(self, channels, rf_tag: Tensor | None = None, N_RF: int | None = None):
+        """As :meth:`__call__`, with gradients (for training or fine-tuning)."""
+        from .wireless.ris import as_ris_channels
+        ch = as_ris_channels(channels)
+        B, M, U, N_B = ch.h_d.shape
+        K, N_RE = U // M, ch.G.shape[2]
+        n_rf = int(N_RF or getattr(channels, "N_RF", None) or self.N_RF)
+        tag = self.rf_tag(M, K, n_rf) if rf_tag is None else rf_tag
+        dt = torch.complex128 if next(self.model.parameters()).dtype == torch.float64 else torch.complex64
+        inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag)
+        g = build_batch(self.spec, {"cell": M, "ue": K, "rf": n_rf, "ant_bs": N_B, "re": N_RE}, inputs, pairs=())
+        return self.output_layer(self.model(g), M, ch.P_max)
+
+    @torch.no_grad()
+    def __call__(self, *channels, rf_tag: Tensor | None = None, N_RF: int | None = None):
+        """``policy(channels)`` (a :class:`~pegnn.wireless.ris_channels.RISChannels`,
+        mapping or tuple) or ``policy(h_d, G, h_r[, noise_var[, P_max]])``."""
+        ch = channels[0] if len(channels) == 1 else tuple(channels)
+        return self.forward(ch, rf_tag, N_RF)
+
+
+_KINDS["ris"] = RISPolicy

@@ -157,3 +157,15 @@ def test_bad_inputs_raise(call, msg):
     with pytest.raises(ValueError, match=msg) as e:
         call(rayleigh(g, 2, 3, 2, 4))
     assert "\n" not in str(e.value)
+
+
+def test_beats_mmse_on_average_at_20dB_on_uma_channels():
+    """The issue's check on 3GPP channels: 3GPP UMa NLOS drops (Sionna), 20 dB.
+    Per-user gains spread by ~20 dB within a drop, where WMMSE's user weighting pays."""
+    from pegnn.wireless.channels import uma_channels
+    H = uma_channels(12, 4, 2, 8, seed=11).to(torch.complex128)
+    s2 = torch.full((len(H),), 0.01, dtype=torch.float64)
+    V, info = wmmse(H, s2, init="mmse")
+    R_w, R_m = sum_rate(H, V, s2), sum_rate(H, mmse(H, s2), s2)
+    assert R_w.mean() > 1.02 * R_m.mean(), (R_w.mean(), R_m.mean())
+    assert (R_w >= R_m - 1e-6).all()  # MMSE init + monotone iterations: never below MMSE

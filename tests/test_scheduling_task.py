@@ -1,0 +1,86 @@
+"""TEUS scheduling: the top-K output layer, TEUSN's symmetry, cached sharded greedy
+labels, a tiny training run and the task CLI's bad-input path."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pegnn import TEUSN, load_spec
+from pegnn.models import PEGNN
+from pegnn.policies import TEUSPolicy, load_policy
+from pegnn.wireless import greedy_schedule, mmse, rayleigh_channels
+from tasks.labels import greedy_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_top_k_selects_exactly_k_largest():
+    s = torch.tensor([[0.1, 3.0, -1.0, 2.0], [5.0, 4.0, 3.0, 2.0]])
+    m = TEUSPolicy.top_k(s, 2)
+    assert m.tolist() == [[False, True, False, True], [True, True, False, False]]
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(ValueError, match="k must be an int"):
+            TEUSPolicy.top_k(s, bad)
+
+
+def test_teus_scores_equivariant_to_users_invariant_to_antennas():
+    """Eqs. (40)-(42): permuting candidates permutes the scores; permuting UE or BS
+    antennas leaves them unchanged (float64, random weights)."""
+    torch.manual_seed(0)
+    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), **{**TEUSN, "hidden": 8, "layers": 2}).double()
+    pol = TEUSPolicy(model)
+    H = rayleigh_channels(3, 6, 2, 8, seed=1)
+    y = pol.logits(H, 0.1).double()
+    g = torch.Generator().manual_seed(2)
+    pu, pr, pt = torch.randperm(6, generator=g), torch.randperm(2, generator=g), torch.randperm(8, generator=g)
+    torch.testing.assert_close(pol.logits(H[:, pu], 0.1).double(), y[:, pu], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pol.logits(H[:, :, pr][..., pt], 0.1).double(), y, atol=1e-5, rtol=1e-5)
+    mask = pol(H, 0.1, 4)
+    assert mask.shape == (3, 6) and (mask.sum(1) == 4).all()
+
+
+def test_sharded_labels_equal_one_pass_and_reload_from_cache(tmp_path):
+    H = rayleigh_channels(10, 6, 2, 8, seed=4)
+    s2 = torch.full((10,), 0.1, dtype=torch.float64)
+    ref = greedy_schedule(H, s2, 3, mmse)
+    kw = dict(channels_key="test-key", shard_size=4, cache=tmp_path, progress=False, return_info=True)
+    parts = [greedy_labels(H, s2, 3, "mmse", shard=i, **kw)[0] for i in range(3)]  # separate "jobs"
+    assert torch.equal(torch.cat(parts), ref)
+    eta, info = greedy_labels(H, s2, 3, "mmse", **kw)  # merge: everything from the shard files
+    assert torch.equal(eta, ref) and info["generated"] == 0 and info["loaded"] == 10
+    other, info = greedy_labels(H, s2, 3, "mmse", **{**kw, "channels_key": "other"})
+    assert info["generated"] == 10  # labels are tied to the channels they were computed on
+
+
+def _task(tmp_path, *argv):
+    env = {**os.environ, "PEGNN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "tasks.scheduling", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_tiny_training_run_writes_teus_policy(tmp_path):
+    r = _task(tmp_path, "train", "data.channel=rayleigh", "data.n_train=64", "data.n_val=16", "model.hidden=8",
+              "model.layers=2", "train.max_steps=2", "train.val_every=2", "train.batch_size=32",
+              "train.progress=false", f"run.out={tmp_path}", "run.name=tiny")
+    assert r.returncode == 0, r.stderr[-2000:]
+    pol = load_policy(tmp_path / "tiny" / "policy.pt")
+    assert pol.kind == "teus" and pol.info["k"] == 8
+    H = rayleigh_channels(2, 12, 2, 32, seed=0)
+    assert (pol(H, 0.1, 8).sum(1) == 8).all()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "sizes.K=13"], "cannot schedule K = 13 of K_tilde = 12"),
+    (["labels", "labels.precoder=zf"], "labels.precoder: unknown precoder 'zf'"),
+    (["evaluate", "--precoders", "mmse,foo", "--checkpoint", "x.pt"], "--precoders"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):
+    r = _task(tmp_path, *argv)
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], r.stderr
