@@ -68,7 +68,25 @@ def _add_inspect(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--draw", metavar="FILE.png",
                    help="draw the instance (the --sizes one, else a small default) to an image file")
+    p.add_argument("--hidden", type=int, default=32, help="hidden width of the model whose parameters are counted")
+    p.add_argument("--layers", type=int, default=3, help="backbone layers of that model")
     p.set_defaults(run=_inspect)
+
+
+def model_summary(spec: ProblemSpec, hidden: int, layers: int) -> dict:
+    """Parameter count of the :class:`~pegnn.models.PEGNN` the plan yields (judicious
+    attention), in total and per module; it does not depend on the sizes."""
+    if hidden < 1 or layers < 1:
+        raise SpecError("--hidden/--layers", "model", f"must be positive ints, got {hidden}, {layers}")
+    from .models import PEGNN
+    model = PEGNN(spec, hidden=hidden, layers=layers)
+    per = {}
+    for name, mod in model.named_children():
+        n = sum(p.numel() for p in mod.parameters())
+        if n:
+            per[name] = n
+    return {"hidden": hidden, "layers": layers, "attention": model.attention_sets,
+            "parameters": sum(per.values()), "per_module": per}
 
 
 def _inspect(args) -> int:
@@ -95,8 +113,10 @@ def _inspect(args) -> int:
             raise SpecError(args.draw, "--draw", f"cannot write the drawing ({e.strerror or e})") from None
         drawing = {"path": args.draw, "sizes": dsizes, "note": note}
 
+    model = model_summary(spec, args.hidden, args.layers)
     if args.json:
         out = p.to_dict()
+        out["model"] = model
         if graph is not None:
             out["graph"] = {"sizes": sizes, **graph_summary(graph)}
         if drawing is not None:
@@ -105,6 +125,8 @@ def _inspect(args) -> int:
         return 0
 
     print(p)
+    print(f"model: PEGNN(hidden={model['hidden']}, layers={model['layers']}, attention on {model['attention'] or 'no set'})"
+          f": {model['parameters']:,} parameters (" + ", ".join(f"{k} {v:,}" for k, v in model["per_module"].items()) + ")")
     if graph is not None:
         summary = graph_summary(graph)
         print(f"graph for sizes {format_sizes(sizes)}:")

@@ -190,3 +190,19 @@ def test_console_script(tmp_path):
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.splitlines() == [f"error: {tmp_path / 'bad.yaml'}: sets.ue.nested_in: "
                                        "a set cannot be nested in itself"]
+
+
+def test_inspect_reports_the_models_parameter_count(capsys):
+    """DESIGN §3: inspect shows the parameter count; TEPN-sized (D_H=8, L=3) with the
+    plan's judicious attention on ue, counted independently here."""
+    from pegnn.models import PEGNN
+    path = GRAPHS / "tenn_precoding.yaml"
+    rc, out, err = run(capsys, "inspect", str(path), "--hidden", "8", "--layers", "3", "--json")
+    assert rc == 0 and err == ""
+    m = json.loads(out)["model"]
+    want = sum(p.numel() for p in PEGNN(load_spec(path), hidden=8, layers=3).parameters())
+    assert m["parameters"] == want == sum(m["per_module"].values()) and m["attention"] == ["ue"]
+    rc, out, err = run(capsys, "inspect", str(path), "--hidden", "8")
+    assert rc == 0 and f"{want:,} parameters" in out
+    rc, out, err = run(capsys, "inspect", str(path), "--layers", "0")
+    assert rc == 2 and "must be positive" in err
