@@ -1,0 +1,452 @@
+r"""Power control P-C (paper 002 eq. 18): train, evaluate, bench.
+
+    python -m tasks.power_control train    [--config FILE] [key=value ...]
+    python -m tasks.power_control evaluate --gnn RUN/policy.pt [...] --gnn-all RUN/policy.pt [...]
+                                           [--n-test N] [--quick] [--out DIR]
+    python -m tasks.power_control bench    --gnn RUN/policy.pt --gnn-all RUN/policy.pt
+
+The policy is :class:`pegnn.PEGNN` built from ``graphs/power_control_pc.yaml`` with
+the plan: the cross gains |g_kj| are inputs, so the interference is *reflected* and
+the plan puts an ordinary processor on ``ue`` (paper 002 Sec. III-C2, eqs. 19-22);
+``model.attention=all`` trains the same GNN with a (forced) attention processor on
+``ue`` for the comparison. The state is the order-2 tensor over (ue, ue) that G
+initialises (2→2 layers of paper 001 App. E); the read-out pools the second ``ue``
+axis (MDI) and maps to one logit per pair; ``p = P_max · sigmoid(logit)``, so
+``0 <= p <= P_max`` holds by construction. Loss: −mean sum rate (``pc_rates``),
+unsupervised.
+
+**Channels** (:func:`d2d_channels`): the D2D layout of the WMMSE-PC GNN literature
+(Shen et al., "Graph neural networks for scalable radio resource management", 2020:
+pairs dropped uniformly in a square at 50 pairs per 500 m × 500 m) with the path loss
+of paper 002 Sec. V:
+
+* Tx k uniform in a square of side ``L``; Rx k at distance ``d_kk ~ U[d_min, d_max]``
+  = U[10, 50] m in a uniform direction (it may leave the square);
+* ``L = sqrt(K / density)`` with ``density = 2e-4`` pairs/m² (``L`` = 223.6 m at
+  K = 10), or a fixed ``channel.side``;
+* ``|g_kj|² = 10^(-PL(d_kj)/10) · |h_kj|²``, ``PL(d) = 32.6 + 36.7 log10(d)`` dB
+  (d in m, clamped >= 1 m), ``h_kj ~ CN(0, 1)`` i.i.d. Rayleigh, d_kj Tx k → Rx j;
+* ``P_max = 30`` dBm, ``σ0² = -80`` dBm. Everything is returned normalised:
+  ``G = |g| sqrt(P_max) / σ0``, so powers are fractions of P_max and the noise is 1
+  (``pc_rates(G, p, 1.0)`` with ``p`` in [0, 1]). Direct links have a full-power SNR
+  of 15-40 dB: an interference-limited regime in which full power reaches ~0.65 of
+  WMMSE at K = 10.
+
+The drops are analytic and cheap (≈ 10⁵ drops/s), so they are regenerated from
+their seeds rather than cached on disk: train seed 0, validation 1, test 2,
+generalisation 3 (each mixed with K, so every K has its own drops).
+
+**GNN input feature.** The spec's input is |g_kj|; the network reads the monotone
+transform ``log10(1 + |g_kj|²)`` (the link's full-power SNR on a log scale; gains
+span five decades) and a constant noise feature 1. A per-entry monotone map keeps
+the policy exactly permutation-equivariant.
+
+**Budget.** CPU, 1 thread: hidden 32, 3 layers, batch 128, Adam 1e-3, ×0.1 at 60 % of
+1400 steps (≈ 4 min for the plan's GNN, ≈ 6 min with all-attention), 50 000 training
+drops. Evaluation: 2000 test drops at K = 10; 1000 drops per other K, both with the
+pair density fixed (the area grows with K) and with the K = 10 area fixed (denser).
+Inference times are of a batched forward from G (graph building included), median of
+3, on a shared 2-core machine: they are noisy, the FLOP counts (``bench``) are not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "graphs" / "power_control_pc.yaml"
+P_MAX = 1.0          # normalised units: powers are fractions of the physical P_max
+
+DEFAULTS = {
+    "spec": str(SPEC),
+    "sizes": {"K": 10},
+    "channel": {"density": 2e-4, "side": None, "d_min": 10.0, "d_max": 50.0, "pl_a": 32.6, "pl_b": 36.7,
+                "P_max_dbm": 30.0, "noise_dbm": -80.0},
+    "data": {"n_train": 50000, "n_val": 1000, "seed": 0, "val_seed": 1},
+    "model": {"hidden": 32, "layers": 3, "pattern": "all", "attention": "auto", "attention_kind": "inner",
+              "pooling": "pma", "heads": 1, "residual": False, "norm": True},
+    "train": {"batch_size": 128, "max_steps": 1400, "lr": 1e-3, "lr_decay": 0.1, "lr_decay_at": 0.6,
+              "val_every": 250, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
+              "progress": True, "max_time": "00:00:07:15", "log_every": 20, "val_batch_size": 1000},
+    "run": {"name": None, "out": str(ROOT / "runs" / "power_control")},
+}
+
+
+# ---------------------------------------------------------------- channels
+def d2d_channels(n: int, K: int, seed: int, density: float = 2e-4, side: float | None = None,
+                 d_min: float = 10.0, d_max: float = 50.0, pl_a: float = 32.6, pl_b: float = 36.7,
+                 P_max_dbm: float = 30.0, noise_dbm: float = -80.0, dtype=torch.float32) -> torch.Tensor:
+    """Noise-normalised D2D gains (see the module docstring).
+
+    *Shapes*: returns ``G`` ``[n, K, K]`` real, ``G[b, k, j]`` = |g_kj| √P_max / σ0 from
+    Tx k to Rx j (the convention of :func:`pegnn.wireless.power_control.pc_rates`).
+    """
+    for name, v in (("n", n), ("K", K), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
+            raise ValueError(f"d2d_channels: {name} must be a {'non-negative' if name == 'seed' else 'positive'} "
+                             f"int, got {v!r}")
+    if not 0 < d_min <= d_max:
+        raise ValueError(f"d2d_channels: need 0 < d_min <= d_max, got d_min={d_min}, d_max={d_max}")
+    if side is None:
+        if not density or density <= 0:
+            raise ValueError(f"d2d_channels: density must be > 0 pairs/m^2, got {density!r}")
+        side = math.sqrt(K / density)
+    elif side <= 0:
+        raise ValueError(f"d2d_channels: side must be > 0 m, got {side!r}")
+    g = torch.Generator().manual_seed(seed * 1_000_003 + K)
+    f64 = dict(generator=g, dtype=torch.float64)
+    tx = torch.rand(n, K, 2, **f64) * side
+    r = d_min + (d_max - d_min) * torch.rand(n, K, **f64)
+    ang = 2 * math.pi * torch.rand(n, K, **f64)
+    rx = tx + torch.stack([r * ang.cos(), r * ang.sin()], -1)
+    d = (tx[:, :, None, :] - rx[:, None, :, :]).norm(dim=-1).clamp_min(1.0)   # d[b, k, j]: Tx k -> Rx j
+    snr_db = P_max_dbm - noise_dbm - (pl_a + pl_b * torch.log10(d))
+    fading = (torch.randn(n, K, K, **f64).square() + torch.randn(n, K, K, **f64).square()) / 2   # |CN(0,1)|^2
+    return (10 ** (snr_db / 10) * fading).sqrt().to(dtype)
+
+
+def gain_feature(G: torch.Tensor) -> torch.Tensor:
+    """The GNN's input feature per entry: ``log10(1 + |g_kj|²)`` (normalised gains)."""
+    return torch.log10(1 + G.float().square())
+
+
+# ---------------------------------------------------------------- model / policy
+def powers(out: dict) -> torch.Tensor:
+    """Network output → powers in [0, P_max]: ``P_max · sigmoid(logit)``."""
+    return torch.sigmoid(out["p"]) * P_MAX
+
+
+def objective(samples, out):
+    """−mean sum rate (bits/s/Hz) of P-C (18a) — unsupervised."""
+    from pegnn.wireless.power_control import pc_rates
+    R = pc_rates(samples["G"], powers(out).to(samples["G"].dtype), 1.0).sum(-1)
+    return -R.mean(), {"sum_rate": R.mean().detach()}
+
+
+def graph_inputs(G: torch.Tensor) -> dict:
+    return {"G": gain_feature(G).to(torch.float64 if G.dtype == torch.float64 else torch.float32),
+            "noise": torch.ones(len(G), dtype=torch.float64 if G.dtype == torch.float64 else torch.float32)}
+
+
+def collate(spec, pairs=()):
+    from pegnn.train import GraphCollate
+    return GraphCollate(spec, sizes_of=lambda s: {"ue": s["G"].shape[0]},
+                        graph_inputs=lambda b: graph_inputs(b["G"]), pairs=pairs)
+
+
+class PCPolicy:
+    """A trained P-C policy on plain tensors: ``p = policy(G)``.
+
+    *Shapes*: ``G`` ``[B, K, K]`` normalised gains (any K) → ``p`` ``[B, K]`` in [0, P_max]
+    (fractions of the physical P_max). Runs in the model's dtype (``.double()`` for tests).
+    """
+
+    kind = "pc"
+
+    def __init__(self, model, info: dict | None = None):
+        self.model, self.spec, self.info = model.eval(), model.spec, dict(info or {})
+
+    @property
+    def attention(self) -> list[str]:
+        return list(self.model.attention_sets)
+
+    def graph(self, G: torch.Tensor):
+        from pegnn.graph import build_batch
+        B, K, K2 = G.shape
+        if K != K2:
+            raise ValueError(f"PCPolicy: G must be [B, K, K], got {tuple(G.shape)}")
+        return build_batch(self.spec, {"ue": K}, graph_inputs(G), pairs=self.attention)
+
+    @torch.no_grad()
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:
+        return powers(self.model(self.graph(G)))
+
+
+def build_model(spec, model_cfg: dict):
+    from pegnn.models import PEGNN
+    return PEGNN(spec, **model_cfg)
+
+
+def save_pc_policy(path: Path, model, info: dict) -> None:
+    """The policy-file format of :func:`pegnn.policies.save_policy`, kind ``"pc"``."""
+    from pegnn.policies import save_policy
+    save_policy(path, "pc", model, info)
+
+
+def load_pc_policy(path: str | Path) -> PCPolicy:
+    from pegnn.spec import ProblemSpec
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.power_control train`)")
+    ck = torch.load(p, map_location="cpu", weights_only=False)
+    if ck.get("kind") != "pc":
+        raise ValueError(f"{p}: not a P-C policy (kind {ck.get('kind')!r})")
+    spec = ProblemSpec.from_dict(ck["spec"], source=str(p))
+    model = build_model(spec, ck["model"])
+    model.load_state_dict(ck["state_dict"])
+    return PCPolicy(model, {**ck.get("info", {}), "path": str(p)})
+
+
+# ---------------------------------------------------------------- train
+def train(cfg: dict) -> Path | None:
+    from pegnn import load_spec
+    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
+    spec = load_spec(cfg["spec"])
+    K, d, ch = int(cfg["sizes"]["K"]), cfg["data"], cfg["channel"]
+    tr = d2d_channels(int(d["n_train"]), K, int(d["seed"]), **ch)
+    va = d2d_channels(int(d["n_val"]), K, int(d["val_seed"]), **ch)
+    torch.manual_seed(int(cfg["train"]["seed"]))
+    model = build_model(spec, cfg["model"])
+    t = cfg["train"]
+    module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
+                          max_steps=t["max_steps"])
+    name = cfg["run"]["name"] or ("pc_all" if cfg["model"]["attention"] == "all" else "pc") + f"_s{t['seed']}"
+    run_dir = Path(cfg["run"]["out"]) / name
+    t0 = time.time()
+    ckpt = fit(module, DictDataset({"G": tr}), DictDataset({"G": va}), collate(spec, model.attention_sets),
+               cfg, run_dir)
+    if ckpt is None:
+        return None
+    minutes = (time.time() - t0) / 60
+    sd, info = load_policy_checkpoint(ckpt)
+    model.load_state_dict(sd)
+    from pegnn.wireless.power_control import pc_rates, wmmse_power_control
+    pol = PCPolicy(model)
+    val_gnn = float(pc_rates(va, pol(va), 1.0).sum(-1).mean())
+    val_wmmse = float(wmmse_power_control(va, 1.0, P_MAX, max_iter=500)[1]["sum_rate"].mean())
+    info.update({"train_minutes": minutes, "checkpoint": str(ckpt), "val_sum_rate": val_gnn,
+                 "val_ratio_to_wmmse": val_gnn / val_wmmse, "params": sum(p.numel() for p in model.parameters())})
+    save_pc_policy(run_dir / "policy.pt", model, info)
+    print(f"trained in {minutes:.1f} min; val sum rate {val_gnn:.3f} = {val_gnn / val_wmmse:.4f} x WMMSE; "
+          f"policy: {run_dir / 'policy.pt'}")
+    return run_dir / "policy.pt"
+
+
+# ---------------------------------------------------------------- evaluate
+def _timed(fn, reps: int = 3):
+    """(result, median seconds) over ``reps`` calls."""
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, sorted(times)[len(times) // 2]
+
+
+def compare(G: torch.Tensor, gnn: list, gnn_all: list, seed: int = 0, wmmse_iter: int = 500, reps: int = 3) -> dict:
+    """Per-drop sum rates ``[n]`` and seconds per sample of every method on the same drops.
+
+    GNN policies are given per training seed (``GNN/s<i>``); WMMSE-PC starts from full
+    power (Shen et al. 2011 as in paper 002 eq. 21) and stops at tol 1e-4 or ``wmmse_iter``.
+    """
+    from pegnn.wireless.power_control import pc_rates, wmmse_power_control
+    n, K, _ = G.shape
+    gen = torch.Generator().manual_seed(seed * 7919 + K)
+    runs = {"WMMSE-PC": lambda: wmmse_power_control(G, 1.0, P_MAX, max_iter=wmmse_iter)[0],
+            "full power": lambda: torch.full((n, K), P_MAX),
+            "random power": lambda: P_MAX * torch.rand(n, K, generator=gen)}
+    for label, pols in (("GNN", gnn), ("GNN-all-attention", gnn_all)):
+        for i, pol in enumerate(pols):
+            runs[f"{label}/s{pol.info.get('seed', i)}"] = (lambda pol=pol: pol(G))
+    res = {}
+    for name, fn in runs.items():
+        p, sec = _timed(fn, reps if not name.startswith(("full", "random")) else 1)
+        res[name] = {"rate": pc_rates(G.double(), p.double(), 1.0).sum(-1), "sec_per_sample": sec / n}
+    return res
+
+
+def _summary(res: dict) -> dict:
+    """JSON-able summary: mean/std sum rate, ratio to WMMSE, per-family means over seeds."""
+    w = res["WMMSE-PC"]["rate"].mean()
+    out = {k: {"sum_rate": float(v["rate"].mean()), "std_over_drops": float(v["rate"].std()),
+               "ratio_to_wmmse": float(v["rate"].mean() / w), "sec_per_sample": v["sec_per_sample"]}
+           for k, v in res.items()}
+    for fam in ("GNN", "GNN-all-attention"):
+        keys = [k for k in res if k.split("/")[0] == fam]
+        if keys:
+            ratios = torch.tensor([out[k]["ratio_to_wmmse"] for k in keys])
+            out[fam] = {"seeds": len(keys), "ratio_to_wmmse_mean": float(ratios.mean()),
+                        "ratio_to_wmmse_std_over_seeds": float(ratios.std()) if len(keys) > 1 else 0.0,
+                        "sum_rate_mean": float(torch.tensor([out[k]["sum_rate"] for k in keys]).mean()),
+                        "sec_per_sample": float(torch.tensor([out[k]["sec_per_sample"] for k in keys]).median())}
+    return out
+
+
+def attention_gain(res: dict) -> dict:
+    """All-attention minus plain GNN: per-drop paired differences (per seed, then pooled
+    over seeds) and the spread of the per-seed mean differences."""
+    plain = sorted(k for k in res if k.startswith("GNN/"))
+    att = sorted(k for k in res if k.startswith("GNN-all-attention/"))
+    if not plain or not att:
+        return {}
+    per_seed = []
+    for a in att:       # pair each all-attention seed with the plain GNN of the same seed (else the first)
+        s = a.split("/")[1]
+        p = next((k for k in plain if k.split("/")[1] == s), plain[0])
+        diff = res[a]["rate"] - res[p]["rate"]
+        per_seed.append({"pair": [p, a], "mean_diff": float(diff.mean()), "std_over_drops": float(diff.std()),
+                         "sem": float(diff.std() / math.sqrt(len(diff))),
+                         "rel_diff": float(diff.mean() / res[p]["rate"].mean())})
+    means = torch.tensor([d["mean_diff"] for d in per_seed])
+    mp = torch.stack([res[k]["rate"] for k in plain]).mean(0)
+    ma = torch.stack([res[k]["rate"] for k in att]).mean(0)
+    return {"per_seed": per_seed, "mean_diff_over_seeds": float(means.mean()),
+            "std_of_seed_means": float(means.std()) if len(means) > 1 else None,
+            "seed_avg_per_drop_diff_mean": float((ma - mp).mean()),
+            "seed_avg_per_drop_diff_std": float((ma - mp).std()),
+            "rel_diff_of_seed_averages": float((ma - mp).mean() / mp.mean())}
+
+
+def evaluate(gnn: list, gnn_all: list, n_test: int, out_dir: Path, channel: dict, quick: bool = False) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir.mkdir(parents=True, exist_ok=True)
+    K0 = 10
+    side0 = math.sqrt(K0 / channel["density"]) if channel.get("side") is None else channel["side"]
+    result = {"n_test": n_test, "K_train": K0, "channel": channel, "units": "sum rate in bits/s/Hz",
+              "policies": {"GNN": [p.info.get("path") for p in gnn], "GNN-all-attention": [p.info.get("path") for p in gnn_all]},
+              "params": {"GNN": sum(x.numel() for x in gnn[0].model.parameters()) if gnn else None,
+                         "GNN-all-attention": sum(x.numel() for x in gnn_all[0].model.parameters()) if gnn_all else None}}
+    G = d2d_channels(n_test, K0, 2, **channel)
+    res = compare(G, gnn, gnn_all)
+    result["K10"] = _summary(res)
+    result["attention_minus_plain"] = attention_gain(res)
+    Ks = [5, 20] if quick else [5, 20, 30]
+    result["generalisation"] = {}
+    for mode in ("fixed_density", "fixed_area"):
+        for Kg in Ks:
+            ch = dict(channel, side=None if mode == "fixed_density" else side0)
+            Gg = d2d_channels(max(n_test // 2, 100), Kg, 3, **ch)
+            rg = compare(Gg, gnn, gnn_all, seed=3, reps=1)
+            result["generalisation"][f"{mode}/K={Kg}"] = {**_summary(rg), "attention_minus_plain": attention_gain(rg)}
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(result, Ks, out_dir / "power_control.png", plt)
+    return result
+
+
+def _plot(r: dict, Ks: list, path: Path, plt) -> None:
+    fams = ["GNN", "GNN-all-attention", "WMMSE-PC", "full power", "random power"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1, 1.35]})
+    k10 = r["K10"]
+    vals = [k10[f]["sum_rate_mean"] if f.startswith("GNN") else k10[f]["sum_rate"] for f in fams if f in k10]
+    errs = [k10[f].get("ratio_to_wmmse_std_over_seeds", 0) * k10["WMMSE-PC"]["sum_rate"] if f.startswith("GNN")
+            else 0 for f in fams if f in k10]
+    names = [f for f in fams if f in k10]
+    a1.bar(names, vals, yerr=errs, color=["tab:blue", "tab:purple", "tab:green", "tab:gray", "tab:olive"][:len(names)])
+    for i, v in enumerate(vals):
+        a1.text(i, v, f"{v / k10['WMMSE-PC']['sum_rate']:.3f}", ha="center", va="bottom", fontsize=8)
+    a1.set(ylabel="sum rate (bits/s/Hz)", title=f"P-C, K = 10, {r['n_test']} test drops (label: / WMMSE)")
+    a1.tick_params(axis="x", labelrotation=20)
+    for f, c in zip(fams, ["tab:blue", "tab:purple", "tab:green", "tab:gray", "tab:olive"]):
+        if f == "WMMSE-PC":
+            continue
+        for mode, ls in (("fixed_density", "-"), ("fixed_area", "--")):
+            ys = []
+            for K in [10] + Ks:
+                e = r["K10"] if K == 10 else r["generalisation"][f"{mode}/K={K}"]
+                if f not in e:
+                    break
+                ys.append(e[f]["ratio_to_wmmse_mean"] if f.startswith("GNN") else e[f]["ratio_to_wmmse"])
+            if len(ys) == len(Ks) + 1:
+                order = sorted(range(len(ys)), key=lambda i: ([10] + Ks)[i])
+                a2.plot([([10] + Ks)[i] for i in order], [ys[i] for i in order], ls, color=c, marker="o",
+                        label=f"{f} ({mode.replace('_', ' ')})")
+    a2.axhline(0.98, color="k", lw=0.8, ls=":")
+    a2.set(xlabel="K (pairs), trained at K = 10", ylabel="sum rate / WMMSE-PC", title="generalisation, no retraining")
+    a2.grid(alpha=.3); a2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout(); fig.savefig(path, dpi=130); plt.close(fig)
+
+
+# ---------------------------------------------------------------- bench
+def bench(gnn, gnn_all, out: Path, n: int = 500) -> dict:
+    """Per-sample inference time (batched, same run, median of 3), parameters and FLOPs
+    per forward (``FlopCounterMode``) of GNN vs GNN-all-attention, WMMSE time, K = 10, 20, 30."""
+    from tasks.complexity import count_flops
+    res = {"n": n, "per_K": {}}
+    for K in (10, 20, 30):
+        G = d2d_channels(n, K, 5)
+        r = _summary(compare(G, [gnn], [gnn_all], seed=5))
+        row = {k: {"sec_per_sample": v["sec_per_sample"], "ratio_to_wmmse": v["ratio_to_wmmse"]}
+               for k, v in r.items() if "/" in k or k == "WMMSE-PC"}
+        for label, pol in (("GNN", gnn), ("GNN-all-attention", gnn_all)):
+            row[label + "_flops_per_sample"] = count_flops(pol.model, pol.graph(G[:8])) / 8
+        row["flop_ratio_all_over_plain"] = row["GNN-all-attention_flops_per_sample"] / row["GNN_flops_per_sample"]
+        res["per_K"][K] = row
+    res["params"] = {"GNN": sum(x.numel() for x in gnn.model.parameters()),
+                     "GNN-all-attention": sum(x.numel() for x in gnn_all.model.parameters())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+# ---------------------------------------------------------------- CLI
+def main(argv=None) -> int:
+    from pegnn.config import ConfigError, load_config
+    ap = argparse.ArgumentParser(prog="python -m tasks.power_control", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train", help="train the P-C GNN (model.attention=all: the all-attention variant)")
+    p.add_argument("--config", help="YAML config (defaults: DEFAULTS in this file)")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.attention=all")
+    for name in ("evaluate", "bench"):
+        q = sub.add_parser(name)
+        q.add_argument("--gnn", nargs="+", required=True, help="policy.pt of the plan's GNN (one per seed)")
+        q.add_argument("--gnn-all", nargs="+", required=True, help="policy.pt of the all-attention GNN")
+        q.add_argument("--out", default=None)
+        if name == "evaluate":
+            q.add_argument("--n-test", type=int, default=2000)
+            q.add_argument("--quick", action="store_true", help="K = 5, 20 only")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        if args.cmd == "train":
+            cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
+            if cfg["model"]["attention"] not in ("auto", "none", "all"):
+                raise ConfigError(f"override: model.attention: expected auto, none or all, got "
+                                  f"{cfg['model']['attention']!r}")
+            train(cfg)
+            return 0
+        gnn = [load_pc_policy(x) for x in args.gnn]
+        gnn_all = [load_pc_policy(x) for x in args.gnn_all]
+        for pol in gnn + gnn_all:
+            pol.info.setdefault("seed", pol.info.get("config", {}).get("train", {}).get("seed"))
+        if args.cmd == "evaluate":
+            if args.n_test < 10:
+                raise ValueError(f"--n-test must be >= 10, got {args.n_test}")
+            channel = gnn[0].info.get("config", {}).get("channel", DEFAULTS["channel"])
+            out = Path(args.out or ROOT / "results" / "power_control" / "eval")
+            r = evaluate(gnn, gnn_all, args.n_test, out, channel, args.quick)
+            _print_table(r)
+            print(f"wrote {out / 'eval.json'}, {out / 'power_control.png'}")
+        else:
+            out = Path(args.out or ROOT / "results" / "bench" / "power_control.json")
+            r = bench(gnn[0], gnn_all[0], out)
+            print(json.dumps(r, indent=2))
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_table(r: dict) -> None:
+    print(f"{'K=10':<26}{'sum rate':>10}{'/WMMSE':>9}{'ms/sample':>11}")
+    for k, v in r["K10"].items():
+        if "sum_rate" in v:
+            print(f"{k:<26}{v['sum_rate']:10.3f}{v['ratio_to_wmmse']:9.4f}{1e3 * v['sec_per_sample']:11.4f}")
+    a = r["attention_minus_plain"]
+    if a:
+        print(f"all-attention - plain: {a['mean_diff_over_seeds']:+.4f} bits/s/Hz (per-seed means), "
+              f"per-drop {a['seed_avg_per_drop_diff_mean']:+.4f} ± {a['seed_avg_per_drop_diff_std']:.4f}")
+    for k, v in r["generalisation"].items():
+        print(f"{k:<22} GNN/WMMSE {v['GNN']['ratio_to_wmmse_mean']:.4f}  all-att/WMMSE "
+              f"{v['GNN-all-attention']['ratio_to_wmmse_mean']:.4f}  full/WMMSE {v['full power']['ratio_to_wmmse']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
