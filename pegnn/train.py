@@ -32,7 +32,23 @@ from .config import dump_config
 from .graph import build_batch
 from .spec import ProblemSpec
 
-__all__ = ["DictDataset", "GraphCollate", "PolicyModule", "fit", "git_revision", "load_policy_checkpoint"]
+__all__ = ["DictDataset", "GraphCollate", "PolicyModule", "fit", "git_revision", "load_policy_checkpoint",
+           "set_threads"]
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op threads for a task command (default 1 in the task CLIs).
+
+    Why one: the baselines are many tiny batched factorisations (a K·N_R × K·N_R
+    Cholesky per sample), which torch splits over OpenMP threads. On a 2-core machine
+    shared with one other busy process we measured ``cholesky_solve`` on 200 16×16
+    complex systems at 3.2 s with 2 threads and 3.5 ms with 1: fork/join spinning
+    under oversubscription, not arithmetic. Single-thread per-sample times are stable
+    and comparable between methods measured in the same run.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"--threads: expected a positive int, got {n!r}")
+    torch.set_num_threads(n)
 
 
 class DictDataset(Dataset):

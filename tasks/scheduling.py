@@ -335,8 +335,15 @@ def main(argv=None) -> int:
             q.add_argument("--n-test", type=int, default=100, help="test drops (Greedy-WMMSE: ~1-3 s each per SNR)")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,wmmse,tecfp", help="comma list of mmse, wmmse, tecfp")
+    for q in sub.choices.values():
+        q.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default: 1 for commands that time methods, see "
+                            "pegnn.train.set_threads; torch's default for training)")
     args = ap.parse_args(argv)
     try:
+        from pegnn.train import set_threads
+        if args.threads is not None or args.cmd not in ("train", "labels"):
+            set_threads(1 if args.threads is None else args.threads)
         if args.cmd in ("labels", "train"):
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
             _check(cfg)
