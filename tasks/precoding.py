@@ -339,7 +339,7 @@ def main(argv=None) -> int:
         if args.threads is not None or args.cmd not in ("train", "labels"):
             set_threads(1 if args.threads is None else args.threads)
         if args.cmd == "demo":
-            demo(args.pretrained, args.minutes, args.n_test, Path(args.out))
+            demo(args.pretrained, args.minutes, args.n_test, Path(args.out), progress=sys.stderr.isatty())
         elif args.cmd == "train":
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
             train(cfg)
