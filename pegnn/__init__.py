@@ -12,7 +12,8 @@ from .plan import Plan, plan
 from .graph import SetGraph, build_batch, build_graph
 from .models import PEGNN, TEPN, TEUSN, unbatch
 from .policies import pretrained
+from . import wireless      # pegnn.wireless.ris_channels(...) etc.; cheap (Sionna loads on first UMa use)
 
 __all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_sizes", "Plan", "plan",
-           "SetGraph", "build_graph", "build_batch", "PEGNN", "TEPN", "TEUSN", "unbatch", "pretrained"]
+           "SetGraph", "build_graph", "build_batch", "PEGNN", "TEPN", "TEUSN", "unbatch", "pretrained", "wireless"]
 __version__ = "0.1.0"

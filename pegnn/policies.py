@@ -136,7 +136,8 @@ def load_policy(path: str | Path):
 
 
 def pretrained(name: str):
-    """A policy shipped with pegnn: ``"tecfp"`` (more as tasks ship them)."""
+    """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
+    ``"teus"`` (paper 000) or ``"ris_gnn"`` (paper 002)."""
     path = CHECKPOINTS / f"{name}.pt"
     if not path.exists():
         have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
@@ -161,7 +162,11 @@ class RISPolicy:
     the cascaded channel ``H_c[u, n, t]`` = ``h_r[u, n] G[n, t]`` (RMS-normalised);
     ``snr_d`` = log10 of the mean :math:`|a\,h_d|^2` and ``snr_c`` = log10 of
     :math:`N_{RE}^2` times the mean :math:`|a\,H_c|^2` (direct and coherent cascaded
-    SNR, which the normalisation removes); and ``rf_tag`` over ``[rf, ue]``.
+    SNR, which the normalisation removes), clipped to [−3, 3]; ``rf_tag`` over
+    ``[rf, ue]``; and ``W_0`` over ``[ant_bs, rf]``, an initial analog precoder:
+    column ``r`` is :math:`\sum_k` ``rf_tag[r, k]`` :math:`\mathbf h_{d,k}^*` (MRT on
+    the direct link of the chain's UE, RMS-normalised) — the "initial solution" input
+    that paper 001 App. G suggests for outputs over sets no channel carries.
 
     *Why ``rf_tag``.* No channel carries the RF set, and an equivariant map cannot
     tell apart elements that its inputs do not distinguish: without an input over
@@ -191,6 +196,8 @@ class RISPolicy:
         "H_c": {"dims": ["ue", "re", "ant_bs"], "complex": True,
                 "description": "cascaded channel h_r[u, n] G[n, t] (RMS-normalised)"},
         "rf_tag": {"dims": ["rf", "ue"], "description": "RF-chain/UE assignment, breaks the RF tie"},
+        "W_0": {"dims": ["ant_bs", "rf"], "complex": True,
+                "description": "initial analog precoder: each chain's tagged direct channel (RMS-normalised)"},
         "snr_d": {"dims": [], "description": "log10 mean direct SNR per entry"},
         "snr_c": {"dims": [], "description": "log10 N_RE^2 x mean cascaded SNR per entry"},
     }
@@ -200,10 +207,11 @@ class RISPolicy:
         self.channels = dict(channels or {})  # ris_channels keywords of the training regime
 
     @classmethod
-    def extend_spec(cls, spec: ProblemSpec) -> ProblemSpec:
-        """The P-R spec (``graphs/ris_pr.yaml``) plus the inputs of the class docstring."""
+    def extend_spec(cls, spec: ProblemSpec, W_0: bool = False) -> ProblemSpec:
+        """The P-R spec (``graphs/ris_pr.yaml``) plus the inputs of the class docstring
+        (``W_0`` optional: a model uses the inputs its spec declares)."""
         d = spec.to_dict()
-        d["inputs"] = {**d["inputs"], **cls.EXTRA_INPUTS}
+        d["inputs"] = {**d["inputs"], **{k: v for k, v in cls.EXTRA_INPUTS.items() if W_0 or k != "W_0"}}
         return ProblemSpec.from_dict(d, source=f"{spec.name}+RISPolicy")
 
     @staticmethod
@@ -232,11 +240,14 @@ class RISPolicy:
         def unit(x):
             return x / ms(x).sqrt().reshape(-1, *[1] * (x.dim() - 1))
 
-        tag = rf_tag.to(real)
+        tag = rf_tag.to(real).expand(B, *rf_tag.shape[-2:])
+        W0 = torch.einsum("brk,bkt->btr", tag.to(Hd.dtype), Hd.conj())   # [B, M N_B, M N_RF]
+        # SNRs saturate at ±30 dB (a link is then negligible or dominant either way): a
+        # large constant input (the paper's geometry has snr_c ≈ −6.5) kills the ReLUs.
         return {"H_d": unit(Hd), "G": unit(Gg), "h_r": unit(h_r), "H_c": unit(Hc),
-                "rf_tag": tag.expand(B, *tag.shape[-2:]),
-                "snr_d": torch.log10(ms(Hd) * a ** 2).clamp(-10, 10),
-                "snr_c": torch.log10(ms(Hc) * a ** 2 * G.shape[2] ** 2).clamp(-10, 10)}
+                "rf_tag": tag, "W_0": unit(W0),
+                "snr_d": torch.log10(ms(Hd) * a ** 2).clamp(-3, 3),
+                "snr_c": torch.log10(ms(Hc) * a ** 2 * G.shape[2] ** 2).clamp(-3, 3)}
 
     @staticmethod
     def output_layer(raw: Mapping[str, Tensor], M: int, P_max):
@@ -259,6 +270,7 @@ class RISPolicy:
         tag = self.rf_tag(M, K, n_rf) if rf_tag is None else rf_tag
         dt = torch.complex128 if next(self.model.parameters()).dtype == torch.float64 else torch.complex64
         inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag)
+        inputs = {k: v for k, v in inputs.items() if k in self.spec.inputs}
         g = build_batch(self.spec, {"cell": M, "ue": K, "rf": n_rf, "ant_bs": N_B, "re": N_RE}, inputs, pairs=())
         return self.output_layer(self.model(g), M, ch.P_max)
 

@@ -170,7 +170,8 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     global-zero process and ``None`` on the others (DDP), so callers post-process once.
 
     ``cfg["train"]`` keys: ``batch_size``, ``max_steps``, ``val_every`` (steps),
-    ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``.
+    ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``, and
+    optionally ``grad_clip`` (max gradient norm; unset or 0 = no clipping).
     """
     t = cfg["train"]
     run_dir = Path(run_dir)
@@ -199,6 +200,7 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         accelerator=t.get("accelerator", "cpu"), devices=devices, num_nodes=int(t.get("num_nodes", 1)),
         strategy=t.get("strategy") or ("auto" if devices in (1, "1") else "ddp"),
         max_steps=int(t["max_steps"]), max_time=t.get("max_time"),
+        gradient_clip_val=float(t["grad_clip"]) if t.get("grad_clip") else None,
         val_check_interval=int(t.get("val_every", 200)) if val_dl is not None else None,
         check_val_every_n_epoch=None if val_dl is not None else 1,
         logger=loggers, callbacks=[ckpt, LearningRateMonitor(logging_interval="step")],

@@ -232,3 +232,22 @@ def test_nested_attention_splits_within_and_across_parents():
     ue = lay.coords(0)
     cell = g["ue", "in", "cell"].edge_index[1]
     assert torch.equal(same, cell[ue[src]] == cell[ue[dst]])
+
+
+def test_attention_scope_without_pairs_is_exactly_zero_and_stays_in_the_graph():
+    """One cell: the "across" scope has no pair; the dense path skips its work but must
+    equal the sparse path (zero) and keep the scorer's parameters in autograd (DDP)."""
+    outs = {}
+    for dense in (True, False):
+        spec, g, lay = layout_for("ris_pr", "cell=1,ue=3,rf=2,ant_bs=2,re=2", dense)
+        torch.manual_seed(0)
+        att = SetAttention(4, 0, "ue", nested=True).double()
+        x = torch.randn(lay.E, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        out = att(lay.to_dense(x) if lay.dense else x, lay)
+        outs[dense] = {s: lay.to_sparse(m) if lay.dense else m for s, m in out.items()}
+        if dense:
+            sum(m.sum() for m in out.values()).backward()
+            assert all(p.grad is not None for p in att.scorers["across"].parameters())
+    assert torch.equal(outs[True]["across"], torch.zeros_like(outs[True]["across"]))
+    for s in ("within", "across"):
+        assert torch.allclose(outs[True][s], outs[False][s], atol=1e-12), s

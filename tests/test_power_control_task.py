@@ -16,12 +16,7 @@ from tasks.power_control import (DEFAULTS, P_MAX, PCPolicy, attention_gain, buil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _policy(attention: str, seed: int = 0) -> PCPolicy:

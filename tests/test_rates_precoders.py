@@ -9,12 +9,7 @@ import torch
 
 from pegnn.wireless.precoders import cfp, mmse, normalize_power, zf
 from pegnn.wireless.rates import miso_rates, sum_rate, user_rates, waterfilling_capacity
-
-
-def rayleigh(gen, *shape, dtype=torch.complex128):
-    re = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    im = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    return (torch.complex(re, im) / math.sqrt(2)).to(dtype)
+from helpers_random import rayleigh
 
 
 def power(V):

@@ -336,3 +336,26 @@ def test_ris_channels_object_is_accepted():
     out, info = ris_bcd(ch, max_iter=5)
     assert "se_hybrid" in info and out.W.shape == (4, 2, 4, 2)
     assert (precoder_power(out.W) <= ch.P_max * (1 + 1e-6)).all()
+
+
+def test_public_api_round_trip_unpack_and_bcd_pair():
+    from pegnn.wireless import ris_channels, ris_rate as public_rate
+    ch = ris_channels(3, seed=4, K=2, N_B=4, N_RF=4, N_RE=5, dtype=C128)
+    h_d, G, h_r, noise_var, P_max = ch                       # the channel tuple
+    assert h_d is ch.h_d and G is ch.G and noise_var == ch.noise_var
+    res = ris_bcd(ch, max_iter=5)                            # (out, info) accepted as is
+    torch.testing.assert_close(public_rate(tuple(ch), res), res[1]["se"])
+
+
+def test_ris_path_loss_rescales_only_the_ris_links():
+    from pegnn.wireless.ris_channels import ris_channels
+    kw = dict(K=2, N_B=4, N_RF=2, N_RE=6, d_bs_ris=100.0, dtype=C128)
+    a = ris_channels(5, seed=7, **kw)
+    b = ris_channels(5, seed=7, ris_path_loss=(35.6, 22.0), **kw)
+    torch.testing.assert_close(b.h_d, a.h_d)                 # direct links: the paper's law
+    # BS→RIS at 100 m: -(35.6 + 44) dB instead of -(32.6 + 73.4) dB, same random draws
+    ratio = (b.G.abs() ** 2).sum() / (a.G.abs() ** 2).sum()
+    assert ratio.item() == pytest.approx(10 ** ((106.0 - 79.6) / 10), rel=1e-9)
+    assert ((b.h_r.abs() / a.h_r.abs()) > 1).all()           # RIS→UE gains grow too (any d > 1.6 m)
+    with pytest.raises(ValueError, match="ris_path_loss"):
+        ris_channels(1, seed=0, ris_path_loss=(35.6, float("nan")))

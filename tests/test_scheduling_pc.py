@@ -13,21 +13,10 @@ from pegnn.wireless.precoders import mmse, zf
 from pegnn.wireless.rates import sum_rate
 from pegnn.wireless.scheduling import greedy_schedule, random_schedule, scheduled_sum_rate
 from pegnn.wireless.wmmse import wmmse
+from helpers_random import rayleigh
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny batched factorisations: thread wake-ups dominate on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rayleigh(gen, *shape, dtype=torch.complex128):
-    re = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    im = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    return (torch.complex(re, im) / math.sqrt(2)).to(dtype)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------- scheduling

@@ -1,30 +1,16 @@
 """WMMSE precoding (Shi et al. 2011): monotonicity, optimality checks, CFP round trip."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from pegnn.wireless.precoders import cfp, mmse
 from pegnn.wireless.rates import sum_rate, waterfilling_capacity
 from pegnn.wireless.wmmse import wmmse, wmmse_auxiliary, wmmse_best_of
+from helpers_random import rayleigh
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Many tiny batched factorisations: on a loaded 2-core machine OpenMP wake-ups cost
-    # milliseconds per op and dominate; one thread is several times faster here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rayleigh(gen, *shape, dtype=torch.complex128):
-    re = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    im = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    return (torch.complex(re, im) / math.sqrt(2)).to(dtype)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def power(V):

@@ -79,6 +79,11 @@ class SetAttention(nn.Module):
             same = layout.same_parent_dense(self.axis)
             mask = mask & (same if scope == "within" else ~same)
             norm = layout.factors[self.axis][-1] if scope == "within" else n
+            if not bool(mask.any()):
+                # No pair in scope (e.g. "across" with a single parent): the message is
+                # exactly zero; skip the three linears (half the attention cost for one
+                # cell). The 0·Σθ term keeps the scorer in the autograd graph (DDP).
+                return torch.zeros_like(x) + 0.0 * sum(p.sum() for p in sc.parameters())
         else:
             norm = n
         v = sc.v(xd)

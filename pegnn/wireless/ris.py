@@ -329,7 +329,9 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
 
     ``out`` is either hybrid, :class:`RISHybrid` or a 3-tuple ``(baseband, analog,
     theta)`` — the precoder of BS ``m`` is :math:`\mathbf{W}_{RF,m}\mathbf{W}_{BB,m}`
-    — or fully digital, :class:`RISDigital` or a 2-tuple ``(W, theta)``. Neither the
+    — or fully digital, :class:`RISDigital` or a 2-tuple ``(W, theta)``; the
+    ``(out, info)`` pair returned by :func:`~pegnn.wireless.ris_bcd.ris_bcd` is
+    accepted as is (``ris_rate(ch, ris_bcd(ch))``). Neither the
     power nor the unit modulus is enforced here: a policy applies
     :func:`normalize_hybrid_power` and :func:`unit_modulus` in its output layer.
 
@@ -339,6 +341,8 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     Returns ``[B]`` real, or ``[B, U]`` per-UE rates (unweighted) if ``per_user``.
     """
     ch = as_ris_channels(channels, noise_var=noise_var)
+    if len(out) == 2 and isinstance(out[1], dict):   # the (out, info) pair of ris_bcd
+        out = out[0]
     if len(out) == 3:
         W, theta = hybrid_precoder(out[0], out[1]), out[2]
     elif len(out) == 2:

@@ -40,8 +40,15 @@ the x-axis. A ULA with axis :math:`\mathbf{u}` seen from direction
 Defaults give path gains of about −106 dB (BS→RIS and BS→UE) and −87 dB
 (RIS→UE), i.e. a direct-link SNR of about 3 dB per BS antenna at P_max. With one
 path-loss law on every link the reflected path of one element is ~80 dB below
-the direct path, so the RIS matters little at these sizes unless
-``direct_loss_db`` (blockage) is raised — a property of the paper's set-up.
+the direct path, so the RIS matters little at these sizes — a property of the
+paper's set-up. Blocking the direct link alone (``direct_loss_db``) does not help:
+the cascaded SNR is then about −50 dB. RIS studies give the LoS RIS links their
+own law, e.g. :math:`35.6 + 22\log_{10} d` for the RIS links and
+:math:`32.6 + 36.7\log_{10} d` for the direct links (Pan et al., "Multicell MIMO
+communications relying on intelligent reflecting surfaces", IEEE TWC 2020, whose
+numbers paper 002 Sec. V quotes); ``ris_path_loss=(35.6, 22.0)`` selects that law
+for BS→RIS and RIS→UE. ``tasks/ris_precoding.py`` combines it with a partly
+blocked direct link and a shorter geometry so that the RIS phases matter.
 """
 from __future__ import annotations
 
@@ -110,6 +117,14 @@ class RISChannels:
         """``[U]`` int64: the serving cell of every UE."""
         return torch.arange(self.cells).repeat_interleave(self.K)
 
+    def __iter__(self):
+        """Unpack as the channel tuple ``(h_d, G, h_r, noise_var, P_max)`` that every
+        function of :mod:`pegnn.wireless.ris` (and ``policy(*channels)``) accepts::
+
+            h_d, G, h_r, noise_var, P_max = ris_channels(8, seed=0)
+        """
+        return iter((self.h_d, self.G, self.h_r, self.noise_var, self.P_max))
+
     def effective(self, theta: torch.Tensor) -> torch.Tensor:
         r"""Effective rows :math:`\mathbf{h}_{m,u}^H = \mathbf{h}_{d,m,u}^H +
         \boldsymbol\theta^H \mathrm{diag}(\mathbf{h}_{r,u}^H)\mathbf{G}_m`.
@@ -164,6 +179,7 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
                  P_max_dbm: float = 30.0, noise_dbm: float = -80.0,
                  d_bs_ris: float = 100.0, d_ue_ris: float = 30.0,
                  ue_radius: float = 10.0, direct_loss_db: float = 0.0,
+                 ris_path_loss: tuple[float, float] | None = None,
                  normalize_noise: bool = False,
                  dtype: torch.dtype = torch.complex64) -> RISChannels:
     r"""Draw ``batch`` independent RIS-aided channel samples (see module docstring).
@@ -176,6 +192,10 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
         LoS response is the BS array response towards the UE.
     :param direct_loss_db: extra attenuation of the direct links (blockage), 0 in
         the paper's set-up; raise it to study RIS-dominated regimes.
+    :param ris_path_loss: ``(A, B)``: the RIS links (BS→RIS and RIS→UE) get the
+        gain :math:`-(A + B\log_{10} d)` dB instead of the paper's law; ``None``
+        (default) keeps :func:`path_gain_db` on every link. ``(35.6, 22.0)`` is the
+        LoS law of Pan et al. (TWC 2020) for RIS links.
     :param normalize_noise: divide ``h_d`` and ``G`` by
         :math:`\sigma_0` so that every received signal is in units of the noise
         and ``noise_var = 1`` (what the BCD authors' code does); keeps float32
@@ -192,6 +212,9 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
         raise ValueError(f"ris_channels: need N_RF <= N_B, got N_RF={N_RF}, N_B={N_B}")
     if kappa < 0 or kappa_direct < 0 or min(d_bs_ris, d_ue_ris, ue_radius) <= 0:
         raise ValueError("ris_channels: kappa, kappa_direct >= 0 and distances > 0")
+    if ris_path_loss is not None and (len(ris_path_loss) != 2
+                                      or not all(math.isfinite(float(v)) for v in ris_path_loss)):
+        raise ValueError(f"ris_channels: ris_path_loss must be (A, B) finite, got {ris_path_loss!r}")
     if dtype not in (torch.complex64, torch.complex128):
         raise ValueError(f"ris_channels: dtype must be complex64/complex128, got {dtype}")
     gen = torch.Generator()
@@ -225,7 +248,12 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
                               + math.sqrt(1 / (1 + k)) * nlos)
 
     # BS m -> RIS: G_m = a_RIS(towards BS m) a_BS(towards RIS)^H.
-    beta_g = 10 ** (path_gain_db(bs_pos.norm(dim=-1)) / 10)           # [M]
+    def ris_gain_db(d):
+        if ris_path_loss is None:
+            return path_gain_db(d)
+        return -(float(ris_path_loss[0]) + float(ris_path_loss[1]) * torch.log10(d))
+
+    beta_g = 10 ** (ris_gain_db(bs_pos.norm(dim=-1)) / 10)            # [M]
     a_ris = _ula(ris_axis, bs_pos, N_RE)                               # [M, N_RE]
     a_bs = _ula(bs_axis, -bs_pos, N_B)                                 # [M, N_B]
     G_los = (a_ris[:, :, None] * a_bs[:, None, :].conj()).expand(batch, -1, -1, -1)
@@ -233,7 +261,7 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
                (batch, cells, 1, 1))
 
     # RIS -> UE j: h_r,j = a_RIS(towards UE j).
-    beta_r = 10 ** (path_gain_db(ue_pos.norm(dim=-1)) / 10)           # [B, J]
+    beta_r = 10 ** (ris_gain_db(ue_pos.norm(dim=-1)) / 10)            # [B, J]
     h_r = rician(beta_r[..., None], _ula(ris_axis, ue_pos, N_RE), kappa,
                  (batch, J, N_RE), (batch, J, 1))
 

@@ -1,0 +1,155 @@
+"""RIS hybrid-precoding task (paper 002 Sec. IV-C/V): the policy's equivariance and
+constraints, the shipped checkpoint, and the CLI's error handling. Fast (one thread)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pegnn.models import PEGNN
+from pegnn.policies import RISPolicy, pretrained
+from pegnn.wireless import ris_channels, ris_rate
+from pegnn.wireless.ris import hybrid_precoder, normalize_hybrid_power, precoder_power, unit_modulus
+
+ROOT = Path(__file__).resolve().parents[1]
+C128 = torch.complex128
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def policy64():
+    """A random (untrained) RIS policy in float64: equivariance is exact up to rounding."""
+    from tasks.ris_precoding import task_spec
+    torch.manual_seed(0)
+    model = PEGNN(task_spec(), hidden=8, layers=2, pattern="P1").double()
+    return RISPolicy(model, N_RF=6)
+
+
+@pytest.fixture(scope="module")
+def drops():
+    K, N_B, N_RF, N_RE = 3, 7, 6, 5
+    gen = torch.Generator().manual_seed(1)
+    c = lambda *s: torch.randn(*s, dtype=C128, generator=gen)
+    return (c(4, 1, K, N_B), c(4, 1, N_RE, N_B), c(4, K, N_RE), 1.0, 2.0), (K, N_B, N_RF, N_RE)
+
+
+def _run(policy, ch, tag=None):
+    return policy(ch, rf_tag=tag)
+
+
+def _close(a, b):
+    assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), (a - b).abs().max()
+
+
+def test_equivariance_ue_rf_ant_re(policy64, drops):
+    (h_d, G, h_r, nv, P), (K, N_B, N_RF, N_RE) = drops
+    tag = RISPolicy.rf_tag(1, K, N_RF, torch.float64)
+    base = _run(policy64, (h_d, G, h_r, nv, P), tag)
+    g = torch.Generator().manual_seed(2)
+    pu, pr, pb, pn = (torch.randperm(n, generator=g) for n in (K, N_RF, N_B, N_RE))
+    # UEs (with the rf_tag's UE axis: joint equivariance)
+    out = _run(policy64, (h_d[:, :, pu], G, h_r[:, pu], nv, P), tag[:, pu])
+    _close(out.baseband, base.baseband[..., pu])
+    _close(out.analog, base.analog)
+    _close(out.theta, base.theta)
+    # RF chains (only the rf_tag carries them)
+    out = _run(policy64, (h_d, G, h_r, nv, P), tag[pr])
+    _close(out.baseband, base.baseband[:, :, pr])
+    _close(out.analog, base.analog[..., pr])
+    _close(out.theta, base.theta)
+    # BS antennas
+    out = _run(policy64, (h_d[..., pb], G[..., pb], h_r, nv, P), tag)
+    _close(out.baseband, base.baseband)
+    _close(out.analog, base.analog[:, :, pb])
+    _close(out.theta, base.theta)
+    # RIS elements
+    out = _run(policy64, (h_d, G[:, :, pn], h_r[..., pn], nv, P), tag)
+    _close(out.baseband, base.baseband)
+    _close(out.analog, base.analog)
+    _close(out.theta, base.theta[:, pn])
+
+
+def test_ue_permutation_with_default_tag_permutes_the_precoder(policy64, drops):
+    # K divides N_RF: a UE permutation of the default tag is an RF permutation of it,
+    # and W_RF W_BB does not see RF permutations.
+    (h_d, G, h_r, nv, P), (K, N_B, N_RF, N_RE) = drops
+    base = policy64((h_d, G, h_r, nv, P))
+    pu = torch.tensor([2, 0, 1])
+    out = policy64((h_d[:, :, pu], G, h_r[:, pu], nv, P))
+    _close(hybrid_precoder(out.baseband, out.analog), hybrid_precoder(base.baseband, base.analog)[..., pu])
+    _close(out.theta, base.theta)
+    se = ris_rate((h_d, G, h_r, nv, P), base, per_user=True)
+    _close(ris_rate((h_d[:, :, pu], G, h_r[:, pu], nv, P), out, per_user=True), se[:, pu])
+
+
+def test_rf_tag_breaks_the_rf_tie(policy64, drops):
+    (h_d, G, h_r, nv, P), (K, N_B, N_RF, N_RE) = drops
+    out = policy64((h_d, G, h_r, nv, P))
+    cols = out.analog[0, 0].T                        # [N_RF, N_B]
+    assert torch.cdist(cols.real, cols.real).add(torch.eye(N_RF) * 1e3).min() > 1e-6
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return pretrained("ris_gnn")
+
+
+def test_pretrained_constraints_and_call_forms(shipped):
+    ch = ris_channels(6, seed=21, normalize_noise=True, **shipped.channels)
+    out = shipped(ch)
+    assert out.baseband.shape == (6, 1, 6, 3) and out.analog.shape == (6, 1, 8, 6) and out.theta.shape == (6, 8)
+    assert torch.allclose(out.analog.abs(), torch.ones(()), atol=1e-5)
+    assert torch.allclose(out.theta.abs(), torch.ones(()), atol=1e-5)
+    power = precoder_power(hybrid_precoder(out.baseband, out.analog))
+    assert (power <= ch.P_max * (1 + 1e-5)).all()
+    for other in (shipped(*ch), shipped(tuple(ch)), shipped(ch.h_d, ch.G, ch.h_r, ch.noise_var, ch.P_max)):
+        _close(other.theta.to(C128), out.theta.to(C128))
+    # the un-normalised channels (noise -80 dBm) give the same rates
+    raw = ris_channels(6, seed=21, **shipped.channels)
+    assert torch.allclose(ris_rate(raw, shipped(raw)), ris_rate(ch, out), rtol=1e-4)
+
+
+def test_readme_snippet_runs_from_the_top_level_package(shipped):
+    import pegnn
+    ch = pegnn.wireless.ris_channels(8, seed=23, **shipped.channels)
+    W_BB, W_RF, theta = shipped(*ch)
+    se = pegnn.wireless.ris_rate(ch, (W_BB, W_RF, theta))
+    assert se.shape == (8,) and torch.isfinite(se).all() and (se > 0).all()
+
+
+def test_pretrained_beats_random_feasible_precoding(shipped):
+    ch = ris_channels(32, seed=22, normalize_noise=True, **shipped.channels).to(dtype=C128)
+    gen = torch.Generator().manual_seed(0)
+    rnd = lambda *s: torch.complex(torch.randn(*s, generator=gen, dtype=torch.float64),
+                                   torch.randn(*s, generator=gen, dtype=torch.float64))
+    an, th = unit_modulus(rnd(32, 1, 8, 6)), unit_modulus(rnd(32, 8))
+    bb = normalize_hybrid_power(rnd(32, 1, 6, 3), an, ch.P_max)
+    se_random = ris_rate(ch, (bb, an, th)).mean()
+    se_gnn = ris_rate(ch, [o.to(C128) for o in shipped(ch)]).mean()
+    assert se_gnn > se_random, (se_gnn, se_random)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "train.no_such_key=1"], "no_such_key"),
+    (["train", "sizes.K=-1"], "sizes.K"),
+    (["train", "data.regime=moon"], "data.regime"),
+    (["fig5", "--sizes", "10,-3"], "--sizes"),
+    (["evaluate", "--n-test", "0"], "--n-test"),
+])
+def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
+    from tasks.ris_precoding import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_cli_exit_code_in_a_process():
+    r = subprocess.run([sys.executable, "-m", "tasks.ris_precoding", "train", "sizes.N_RE=0"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "sizes.N_RE" in r.stderr, r.stderr
