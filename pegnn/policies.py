@@ -223,9 +223,11 @@ class RISPolicy:
         return torch.block_diag(*[one] * M)
 
     @staticmethod
-    def graph_inputs(h_d: Tensor, G: Tensor, h_r: Tensor, noise_var, P_max, rf_tag: Tensor) -> dict:
+    def graph_inputs(h_d: Tensor, G: Tensor, h_r: Tensor, noise_var, P_max, rf_tag: Tensor,
+                     W_0: bool = False) -> dict:
         """Network inputs over the spec's global element ids (see the class docstring).
-        ``rf_tag`` ``[M N_RF, M K]`` or ``[B, M N_RF, M K]``."""
+        ``rf_tag`` ``[M N_RF, M K]`` or ``[B, M N_RF, M K]``; ``W_0`` only when asked
+        (when the model's spec declares it, see :meth:`extend_spec`)."""
         B, M, U, N_B = h_d.shape
         real = h_d.real.dtype
         a = (torch.as_tensor(P_max, dtype=real) / torch.as_tensor(noise_var, dtype=real)).sqrt()
@@ -241,13 +243,14 @@ class RISPolicy:
             return x / ms(x).sqrt().reshape(-1, *[1] * (x.dim() - 1))
 
         tag = rf_tag.to(real).expand(B, *rf_tag.shape[-2:])
-        W0 = torch.einsum("brk,bkt->btr", tag.to(Hd.dtype), Hd.conj())   # [B, M N_B, M N_RF]
         # SNRs saturate at ±30 dB (a link is then negligible or dominant either way): a
         # large constant input (the paper's geometry has snr_c ≈ −6.5) kills the ReLUs.
-        return {"H_d": unit(Hd), "G": unit(Gg), "h_r": unit(h_r), "H_c": unit(Hc),
-                "rf_tag": tag, "W_0": unit(W0),
-                "snr_d": torch.log10(ms(Hd) * a ** 2).clamp(-3, 3),
-                "snr_c": torch.log10(ms(Hc) * a ** 2 * G.shape[2] ** 2).clamp(-3, 3)}
+        out = {"H_d": unit(Hd), "G": unit(Gg), "h_r": unit(h_r), "H_c": unit(Hc), "rf_tag": tag,
+               "snr_d": torch.log10(ms(Hd) * a ** 2).clamp(-3, 3),
+               "snr_c": torch.log10(ms(Hc) * a ** 2 * G.shape[2] ** 2).clamp(-3, 3)}
+        if W_0:
+            out["W_0"] = unit(torch.einsum("brk,bkt->btr", tag.to(Hd.dtype), Hd.conj()))   # [B, M N_B, M N_RF]
+        return out
 
     @staticmethod
     def output_layer(raw: Mapping[str, Tensor], M: int, P_max):
@@ -269,8 +272,8 @@ class RISPolicy:
         n_rf = int(N_RF or getattr(channels, "N_RF", None) or self.N_RF)
         tag = self.rf_tag(M, K, n_rf) if rf_tag is None else rf_tag
         dt = torch.complex128 if next(self.model.parameters()).dtype == torch.float64 else torch.complex64
-        inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag)
-        inputs = {k: v for k, v in inputs.items() if k in self.spec.inputs}
+        inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag,
+                                   W_0="W_0" in self.spec.inputs)
         g = build_batch(self.spec, {"cell": M, "ue": K, "rf": n_rf, "ant_bs": N_B, "re": N_RE}, inputs, pairs=())
         return self.output_layer(self.model(g), M, ch.P_max)
 

@@ -181,11 +181,11 @@ def task_spec(path=SPEC, W_0: bool = False):
     return RISPolicy.extend_spec(load_spec(path), W_0)
 
 
-def _graph_inputs(b: dict) -> dict:
+def _graph_inputs(b: dict, W_0: bool) -> dict:
     from pegnn.policies import RISPolicy
     M, U = b["h_d"].shape[1], b["h_d"].shape[2]
     tag = RISPolicy.rf_tag(M, U // M, int(b["n_rf"][0]))
-    return RISPolicy.graph_inputs(b["h_d"], b["G"], b["h_r"], b["noise_var"], b["P_max"], tag)
+    return RISPolicy.graph_inputs(b["h_d"], b["G"], b["h_r"], b["noise_var"], b["P_max"], tag, W_0=W_0)
 
 
 def _sizes_of(s: dict) -> dict:
@@ -196,7 +196,7 @@ def _sizes_of(s: dict) -> dict:
 def collate(spec):
     from pegnn.train import GraphCollate
     return GraphCollate(spec, sizes_of=_sizes_of, pairs=(),
-                        graph_inputs=lambda b: {k: v for k, v in _graph_inputs(b).items() if k in spec.inputs})
+                        graph_inputs=lambda b: _graph_inputs(b, W_0="W_0" in spec.inputs))
 
 
 def objective(samples, raw):
