@@ -2,7 +2,8 @@
 
     cfg = load_config("tasks/configs/precoding.yaml", ["model.hidden=16", "train.max_steps=2000"])
 
-Values in overrides are parsed as YAML (``3`` → int, ``[1, 2]`` → list, ``none`` → None).
+Values in overrides are parsed as YAML (``3`` → int, ``[1, 2]`` → list, ``none`` → None);
+``3e-4`` is a float, as in YAML 1.2 (PyYAML's 1.1 rules would read it as a string).
 Every user mistake raises :class:`ConfigError` with one line naming the key.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import re
 
 import yaml
 
@@ -20,6 +23,21 @@ class ConfigError(ValueError):
     """A malformed config or override: ``<source>: <key>: <what is wrong>``."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats: ``1e-3`` and ``2E5`` need no dot."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defaults: Mapping | None = None) -> dict:
     """Merge ``defaults`` ← ``base`` (a YAML path or a mapping) ← ``overrides``."""
     cfg = copy.deepcopy(dict(defaults or {}))
@@ -28,7 +46,7 @@ def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defau
     else:
         src = str(base)
         try:
-            data = yaml.safe_load(Path(base).read_text()) or {}
+            data = _yaml(Path(base).read_text()) or {}
         except OSError as e:
             raise ConfigError(f"{src}: <file>: cannot read the config ({e.strerror or e})") from None
         except yaml.YAMLError as e:
@@ -45,7 +63,7 @@ def apply_overrides(cfg: dict, overrides: Sequence[str], strict: bool = True) ->
             raise ConfigError(f"override: {ov}: expected KEY=VALUE, e.g. model.hidden=16")
         key, raw = ov.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = _yaml(raw)
         except yaml.YAMLError:
             value = raw
         node, parts = cfg, key.strip().split(".")

@@ -20,6 +20,8 @@ the checkpoint (``ckpt["pegnn"]``).
 from __future__ import annotations
 
 import subprocess
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -104,7 +106,10 @@ class PolicyModule(L.LightningModule):
     Args:
         model: graph batch → ``{output: tensor}``.
         objective: ``(samples, outputs) -> (loss, metrics)``.
-        lr: Adam learning rate; ``lr_decay`` multiplies it once, at ``lr_decay_at`` × max_steps.
+        lr: Adam learning rate; ``lr_decay`` multiplies it once, at ``lr_decay_at`` × max_steps
+            or — when :func:`fit` also has a time budget (``train.max_time``) — at
+            ``lr_decay_at`` × that budget, whichever comes first, so a run that the clock
+            ends still gets its low-LR phase.
         run_info: stored in every checkpoint under ``"pegnn"`` (config, git revision, seed).
     """
 
@@ -114,6 +119,9 @@ class PolicyModule(L.LightningModule):
         self.model, self.objective = model, objective
         self.lr, self.lr_decay, self.lr_decay_at, self.max_steps = lr, lr_decay, lr_decay_at, max_steps
         self.run_info = run_info or {}
+        self.max_seconds: float | None = None   # set by fit() from train.max_time
+        self.decayed_at: int | None = None      # the step at which the LR was decayed
+        self._t0 = None
 
     def forward(self, graph):
         return self.model(graph)
@@ -139,12 +147,24 @@ class PolicyModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
+    def on_train_start(self) -> None:
+        self._t0 = time.monotonic()
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if (self.decayed_at is None and self.max_seconds and self._t0 is not None
+                and time.monotonic() - self._t0 >= self.lr_decay_at * self.max_seconds):
+            self.decayed_at = self.global_step   # the time budget's decay point came first
+
+    def _lr_factor(self, step: int) -> float:
+        if self.decayed_at is None and self.max_steps and step >= max(1, int(self.max_steps * self.lr_decay_at)):
+            self.decayed_at = step
+        return self.lr_decay if self.decayed_at is not None else 1.0
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)
-        if not self.max_steps or self.lr_decay == 1.0:
+        if self.lr_decay == 1.0 or not (self.max_steps or self.max_seconds):
             return opt
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, int(self.max_steps * self.lr_decay_at))],
-                                                     gamma=self.lr_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -171,12 +191,17 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
 
     ``cfg["train"]`` keys: ``batch_size``, ``max_steps``, ``val_every`` (steps),
     ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``, and
-    optionally ``grad_clip`` (max gradient norm; unset or 0 = no clipping).
+    optionally ``grad_clip`` (max gradient norm; unset or 0 = no clipping) and ``init``
+    (warm start: a policy file or Lightning checkpoint of the same model, see
+    :func:`init_weights`).
     """
     t = cfg["train"]
     run_dir = Path(run_dir)
     seed = int(t.get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
+    if t.get("init"):
+        init_weights(module.model, t["init"])
+    module.max_seconds = max_time_seconds(t.get("max_time"))
     module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
     dump_config(module.run_info, run_dir / "config.yaml")
     gen = torch.Generator().manual_seed(seed)
@@ -212,6 +237,40 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         return None
     best = ckpt.best_model_path or ckpt.last_model_path
     return Path(best) if best else run_dir / "checkpoints" / "last.ckpt"
+
+
+def max_time_seconds(max_time) -> float | None:
+    """Lightning's ``max_time`` (``"DD:HH:MM:SS"``, a dict of timedelta keywords, or
+    a timedelta) in seconds; ``None`` when unset."""
+    if max_time in (None, "", "null"):
+        return None
+    if isinstance(max_time, timedelta):
+        return max_time.total_seconds()
+    if isinstance(max_time, Mapping):
+        return timedelta(**max_time).total_seconds()
+    parts = str(max_time).split(":")
+    try:
+        d, h, m, sec = (float(x) for x in parts)
+    except ValueError:
+        raise ValueError(f"train.max_time: expected DD:HH:MM:SS, got {max_time!r}") from None
+    return timedelta(days=d, hours=h, minutes=m, seconds=sec).total_seconds()
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load the weights of a policy file (:func:`pegnn.policies.save_policy`) or a
+    Lightning checkpoint into ``model`` — to fine-tune or continue a run with a new
+    schedule. The architecture must match exactly; a mismatch is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"train.init: no such file {str(path)!r} (expected a policy .pt or a Lightning .ckpt)")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    sd = ck["state_dict"] if "kind" in ck else load_policy_checkpoint(path)[0]
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"train.init: {path} does not fit this model ({first}); "
+                         f"use the same spec and model.* settings as the run that wrote it") from None
 
 
 def load_policy_checkpoint(path: str | Path) -> tuple[dict, dict]:

@@ -38,7 +38,8 @@ DEFAULTS = {
               "pooling": "pma", "heads": 1, "residual": False, "norm": True},
     "train": {"batch_size": 256, "max_steps": 3000, "lr": 5e-4, "lr_decay": 0.1, "lr_decay_at": 0.5,
               "val_every": 250, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
-              "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 1000},
+              "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 1000,
+              "grad_clip": None, "init": None},
     "run": {"name": "tecfp", "out": str(ROOT / "runs" / "precoding")},
 }
 
@@ -182,8 +183,8 @@ def evaluate(policy, n_test: int, out_dir: Path, channel="uma", quick=False, pro
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for m, style in zip(result["per_snr"][snrs[0]], ["o-", "s--", "^--", "v:", "d-"]):
         ax.plot(snrs, [result["per_snr"][s][m]["sum_rate"] for s in snrs], style, label=m)
-    ax.set(xlabel="SNR (dB)", ylabel="sum rate (bits/s/Hz)",
-           title=f"TECFP vs baselines, UMa NLOS, (N_T, K, N_R) = ({N_T}, {K}, {N_R}), {n_test} drops")
+    ax.set(xlabel="SNR (dB)", ylabel="sum rate (bits/s/Hz)")
+    ax.set_title(f"TECFP vs baselines, UMa NLOS, (N_T, K, N_R) = ({N_T}, {K}, {N_R}), {n_test} drops", fontsize=9)
     ax.grid(alpha=.3); ax.legend()
     fig.tight_layout(); fig.savefig(out_dir / "sum_rate_vs_snr.png", dpi=130); plt.close(fig)
     # Fig. 5: generalisation

@@ -71,15 +71,26 @@ not shipped) is ``train data.regime=paper features.W_0=true train.lr=0.0005``
 run.name=ris_gnn_mixedK_clip train.progress=false`` (K per drop from the two-parameter
 exponential, mean 2, std 1, capped at 6; 8.6 min, best validation SE 4.320 at step
 299; ``runs/``, not shipped): ``evaluate --checkpoint-K runs/ris_precoding/
-ris_gnn_mixedK_clip/policy.pt``. BCD results are cached with the channels, so a
-re-evaluation takes ~7 minutes.
+ris_gnn_mixedK_clip/policy.pt`` (``--sweep-checkpoint SWEEP=FILE`` gives any sweep its
+own policy). Paper 002 trains the N_RE sweep's GNN at N_RE = 10; we tried that
+(``train sizes.N_RE=10 run.name=ris_gnn_nre10``, 13.4 min, best validation step 899):
+SE ratio 0.944 at N_RE = 10, 0.875 at N_RE = 100 (``results/ris_precoding/fig6_nre10``)
+— no better than the shipped N_RE = 8 policy (1.000 and 0.881), so the N_RE sweep keeps
+the shipped policy. BCD results are cached with the channels, so a re-evaluation takes
+~7 minutes.
 
-Fig. 5 uses hidden 16 and 600 steps per run (nine runs on the same CPU budget). The
-committed Fig. 5 results predate clipping: ``fig5 model.hidden=16 train.max_steps=600
-train.val_every=150 train.max_time=null train.grad_clip=null`` (seed 0, ``results/
-ris_precoding/fig5_ris``) and the same with ``train.seed=1 --out results/ris_precoding/
-fig5_ris_seed1``. ``fig5_paper`` holds 4 of the 9 runs in the paper geometry (stopped
-for time; the command is resumable).
+Fig. 5 was run twice. With the shipped model's config (the DEFAULTS: hidden 32, 1500
+steps, clipping; ~5-10 min per run): ``fig5 --sizes 4000 --out results/ris_precoding/
+fig5_ris_full train.progress=false``, then ``--sizes 1000`` and ``--sizes 250`` into the
+same folder, and ``--sizes 4000`` with ``train.seed=1`` into ``fig5_ris_full_seed1``.
+SE ratio user / RF / no attention: 250 drops 0.915 / 0.986 / 0.955, 1000 0.935 / 0.969 /
+0.956, 4000 0.972 / 0.957 / 0.958 (seed 1: 0.958 / 0.951 / 0.963) — user attention is
+best only at 4000 drops with seed 0, so the paper's ordering is not reproduced in this
+regime. A smaller config (``fig5 model.hidden=16 train.max_steps=600 train.val_every=150
+train.max_time=null train.grad_clip=null``, seeds 0 and 1, ``results/ris_precoding/
+fig5_ris`` and ``fig5_ris_seed1``) agrees: user attention best in 1 of 6 points.
+``fig5_paper`` holds 4 of the 9 small runs in the paper geometry (stopped for time; the
+command is resumable).
 """
 from __future__ import annotations
 
@@ -87,6 +98,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -116,7 +128,7 @@ DEFAULTS = {
     "train": {"batch_size": 32, "max_steps": 1500, "lr": 2e-3, "lr_decay": 0.1, "lr_decay_at": 0.7,
               "val_every": 150, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": "00:00:30:00", "log_every": 20, "val_batch_size": 250,
-              "grad_clip": 1.0},
+              "grad_clip": 1.0, "init": None},
     "run": {"name": "ris_gnn", "out": str(ROOT / "runs" / "ris_precoding")},
 }
 
@@ -314,9 +326,37 @@ FIG6 = {
 }
 
 
+def _relative(path: str) -> str:
+    """A path inside the repository, relative to its root (JSON stays machine-independent)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def trained_with(policy) -> str:
+    """The training sizes of a policy, from the resolved config in its file."""
+    cfg = getattr(policy, "info", {}).get("config") or {}
+    sz, d = cfg.get("sizes", {}), cfg.get("data", {})
+    if not sz:
+        return "unknown training sizes"
+    s = ", ".join(f"{k}={sz[k]}" for k in ("K", "N_B", "N_RF", "N_RE") if k in sz)
+    if d.get("mixed_K"):
+        s = s.replace(f"K={sz['K']}", f"K ~ two-parameter exponential (mean 2, std 1, ≤ {d['mixed_K']})")
+    return s
+
+
 def evaluate(policy, n_test: int, out_dir: Path, regime: str, quick=False, sweeps=FIG6, progress=True,
-             policy_K=None) -> dict:
-    """SE ratio at the training sizes and the Fig. 6 size sweeps (no retraining)."""
+             sweep_policies=None) -> dict:
+    """SE ratio at the training sizes and the Fig. 6 size sweeps (no retraining).
+
+    ``sweep_policies`` maps a sweep name (``"K"``, ``"N_RE"``, ...) to the policy that
+    sweep uses — paper 002 trains one GNN per sub-figure (mixed K for (a), N_RE = 10 for
+    (d)); sweeps not named use ``policy``."""
+    sweep_policies = dict(sweep_policies or {})
+    unknown = set(sweep_policies) - set(sweeps)
+    if unknown:
+        raise ValueError(f"sweep policies for unknown sweeps {sorted(unknown)}; sweeps are {sorted(sweeps)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     res = {"regime": regime, "channels": regime_kwargs(regime), "n_test": n_test,
            "policy_info": {k: v for k, v in getattr(policy, "info", {}).items() if k != "config"}}
@@ -327,7 +367,7 @@ def evaluate(policy, n_test: int, out_dir: Path, regime: str, quick=False, sweep
     res["fig6"] = {}
     n_gen = max(n_test // 4, 50) if quick else max(n_test // 2, 100)
     for name, (var, values, fixed) in sweeps.items():
-        pol = policy_K if (name == "K" and policy_K is not None) else policy
+        pol = sweep_policies.get(name, policy)
         rows = []
         for v in (values[::2] + ([values[-1]] if len(values) % 2 == 0 else []) if quick else values):
             sizes = {**base, **fixed, var: v}
@@ -337,8 +377,8 @@ def evaluate(policy, n_test: int, out_dir: Path, regime: str, quick=False, sweep
                 print(f"  {name}={v}: SE ratio {r['se_ratio']:.4f} (GNN {r['se_gnn']:.3f}, BCD {r['se_bcd']:.3f})",
                       flush=True)
         res["fig6"][name] = {"values": [r["sizes"][var] for r in rows], "rows": rows,
-                             "trained_with": "mixed K (two-parameter exponential, mean 2, std 1)"
-                             if pol is policy_K and policy_K is not None else "K=3, N_B=8, N_RF=6, N_RE=8"}
+                             "trained_with": trained_with(pol),
+                             "policy": _relative(getattr(pol, "info", {}).get("checkpoint", "shipped"))}
     (out_dir / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     _plot_fig6(res, out_dir / "fig6_generalisation.png")
     return res
@@ -356,9 +396,9 @@ def _plot_fig6(res: dict, path: Path) -> None:
         ax.axhline(0.9, color="k", ls="--", lw=0.8)
         fixed = {k: v for k, v in sweep["rows"][0]["sizes"].items() if k != name}
         title = ", ".join(f"{k}={v}" for k, v in fixed.items())
-        if sweep["trained_with"].startswith("mixed"):
-            title += "\n(policy trained with mixed K)"
-        ax.set(xlabel=name, ylim=(0, 1.05), title=title)
+        title += "\n" + "\n".join(textwrap.wrap(f"trained at {sweep['trained_with']}", 44))
+        ax.set(xlabel=name, ylim=(0, 1.05))
+        ax.set_title(title, fontsize=8)
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel("SE ratio to BCD")
     axes[0][0].legend(fontsize=7, loc="lower left")
@@ -504,7 +544,10 @@ def main(argv=None) -> int:
         if name == "evaluate":
             q.add_argument("--n-test", type=int, default=500)
             q.add_argument("--quick", action="store_true", help="fewer sweep points and drops")
-            q.add_argument("--checkpoint-K", default=None, help="policy trained with mixed K for the K sweep")
+            q.add_argument("--sweep-checkpoint", action="append", default=[], metavar="SWEEP=FILE",
+                           help=f"policy for one Fig. 6 sweep ({', '.join(FIG6)}), e.g. "
+                                "N_RE=runs/ris_precoding/ris_gnn_nre10/policy.pt; repeatable")
+            q.add_argument("--checkpoint-K", default=None, help="same as --sweep-checkpoint K=FILE")
         else:
             q.add_argument("--n", type=int, default=500)
     args = ap.parse_args(argv)
@@ -525,9 +568,16 @@ def main(argv=None) -> int:
             regime = args.regime or getattr(pol, "info", {}).get("regime", "ris")
             if args.cmd == "evaluate":
                 from pegnn.policies import load_policy
-                pol_K = load_policy(args.checkpoint_K) if args.checkpoint_K else None
+                pairs = args.sweep_checkpoint + ([f"K={args.checkpoint_K}"] if args.checkpoint_K else [])
+                sweep_pols = {}
+                for pair in pairs:
+                    name, sep, path = pair.partition("=")
+                    if not sep or name not in FIG6 or not Path(path).is_file():
+                        raise ValueError(f"--sweep-checkpoint {pair!r}: expected SWEEP=FILE with SWEEP one of "
+                                         f"{list(FIG6)} and FILE an existing policy.pt")
+                    sweep_pols[name] = load_policy(path)
                 out = Path(args.out or RESULTS / (regime if not args.checkpoint else Path(args.checkpoint).parent.name))
-                evaluate(pol, args.n_test, out, regime, args.quick, policy_K=pol_K)
+                evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")
             else:
                 r = bench(pol, Path(args.out or ROOT / "results" / "bench" / "ris_precoding.json"), args.n, regime)

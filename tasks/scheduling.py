@@ -4,6 +4,7 @@ r"""TEUS user scheduling (paper 000 Sec. II-C, IV-C, V-C): labels, train, evalua
     python -m tasks.scheduling train    [--config FILE] [key=value ...]
     python -m tasks.scheduling evaluate [--checkpoint FILE] [--n-test N] [--precoders mmse,wmmse,tecfp] [--tecfp FILE]
     python -m tasks.scheduling bench    [--checkpoint FILE] [--tecfp FILE]
+    python -m tasks.scheduling fig7     [--checkpoint FILE] [--n-test N] [--snr DB] [--precoders mmse,tecfp]
 
 Problem (12)-(13): choose :math:`K` of :math:`\tilde K` candidate users,
 :math:`\boldsymbol\eta \in \{0,1\}^{\tilde K}`, :math:`\sum_{\tilde k}\eta_{\tilde k} = K`, to
@@ -35,7 +36,8 @@ What differs from the paper, and why:
   (``labels.tecfp=PATH``, else the shipped policy).
 
 Outputs: runs under ``runs/scheduling/<name>/`` (``policy.pt``); evaluations under
-``results/scheduling/<run>/`` (``eval.json``, ``sum_rate_vs_snr.png``, ``time_per_sample.png``).
+``results/scheduling/<run>/`` (``eval.json``, ``sum_rate_vs_snr.png``, ``time_per_sample.png``) and ``fig7/``
+(``fig7.json``, ``fig7_generalisation.png``).
 """
 from __future__ import annotations
 
@@ -63,7 +65,8 @@ DEFAULTS = {
               "pooling": "pma", "heads": 1, "residual": False, "norm": True},
     "train": {"batch_size": 64, "max_steps": 1000, "lr": 5e-4, "lr_decay": 0.1, "lr_decay_at": 0.5,
               "val_every": 250, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
-              "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 500},
+              "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 500,
+              "grad_clip": None, "init": None},
     "run": {"name": "teus_mmse", "out": str(ROOT / "runs" / "scheduling")},
 }
 
@@ -264,6 +267,63 @@ def evaluate(teus, n_test: int, out_dir: Path, names=("mmse", "wmmse", "tecfp"),
     return result
 
 
+# ---------------------------------------------------------------- Fig. 7
+#: paper 000 Fig. 7: the TEUS trained at (N_T, K̃, K, N_R) = (32, 12, 8, 2), tested at other N_T and K̃
+FIG7 = {"N_T": [16, 24, 32, 48, 64], "K_tilde": [10, 12, 16, 20, 24]}
+
+
+def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=None, snr: float = 20.0,
+         channel="uma", sweeps=FIG7, progress=True) -> dict:
+    """Paper 000 Fig. 7: sum rate of Rand/Greedy/TEUS on each precoder when N_T or K̃
+    differs from the training scenario (K = 8, N_R = 2 fixed; the other size at its
+    training value), at one SNR, on held-out drops (seed 2), without retraining.
+
+    WMMSE is off by default: Greedy-WMMSE costs ~2-6 s per drop per point on this CPU
+    (``--precoders mmse,tecfp,wmmse`` adds it)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+    precs = precoders(names, tecfp_path)
+    base = {"N_T": 32, "K_tilde": 12}
+    k, N_R = 8, 2
+    res = {"n_test": n_test, "channel": channel, "snr_db": snr, "trained_at": {"N_T": 32, "K_tilde": 12, "K": k,
+           "N_R": N_R}, "precoders": list(precs), "sweeps": {}}
+    points = [(var, v) for var, vals in sweeps.items() for v in vals]
+    done: dict = {}  # the training point sits on both sweeps: compute it once
+    for var, v in tqdm(points, desc="Fig. 7 points", disable=not progress):
+        sz = {**base, var: v}
+        if sz["K_tilde"] < k:
+            raise ValueError(f"K_tilde = {sz['K_tilde']} < K = {k}: nothing to schedule")
+        at = (sz["N_T"], sz["K_tilde"])
+        if at not in done:
+            data, key = channels(channel, n_test, 2, sz["K_tilde"], N_R, sz["N_T"], SNRS, False)
+            H = data["H"].to(torch.complex128)
+            s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
+            done[at] = {"sizes": {**sz, "K": k, "N_R": N_R}, "channels_key": key,
+                        **_schemes(H, s2, k, teus, precs, seed=0)}
+        res["sweeps"].setdefault(var, []).append(done[at])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fig7.json").write_text(json.dumps(res, indent=2) + "\n")
+    colours = {"MMSE": "tab:blue", "WMMSE": "tab:red", "TECFP": "tab:green"}
+    styles = {"Rand": ":v", "Greedy": "--s", "TEUS": "-o"}
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.6 * len(sweeps), 4.2), squeeze=False)
+    for ax, (var, rows) in zip(axes[0], res["sweeps"].items()):
+        xs = [r["sizes"][var] for r in rows]
+        for m in [m for m in rows[0] if "-" in m]:
+            p_, s_ = m.split("-")
+            ax.plot(xs, [r[m]["sum_rate"] for r in rows], styles[s_], color=colours[p_], label=m, ms=5)
+        ax.axvline(base[var], color="k", lw=0.8, ls="--")
+        fixed = "K̃=12" if var == "N_T" else "N_T=32"
+        ax.set(xlabel={"N_T": "N_T", "K_tilde": "K̃ (candidates)"}[var], ylabel="sum rate (bits/s/Hz)",
+               title=f"{fixed}, K={k}, N_R={N_R}, {snr:g} dB, {n_test} drops\n(trained at the dashed line)")
+        ax.grid(alpha=.3)
+    axes[0][0].legend(fontsize=8, ncol=len(precs))
+    fig.suptitle("Fig. 7: TEUS generalisation without retraining, UMa NLOS", fontsize=10)
+    fig.tight_layout(); fig.savefig(out_dir / "fig7_generalisation.png", dpi=130); plt.close(fig)
+    return res
+
+
 # ---------------------------------------------------------------- bench
 def bench(teus, out: Path, tecfp_path=None, n: int = 200, n_wmmse: int = 10) -> dict:
     """Per-sample time (batched) of TEUS+TECFP (TEUS+MMSE when no TECFP policy exists)
@@ -326,7 +386,7 @@ def main(argv=None) -> int:
         if name == "labels":
             p.add_argument("--split", default="both", choices=["train", "val", "both"])
             p.add_argument("--shard", type=int, default=None, help="compute only this shard (parallel jobs)")
-    for name in ("evaluate", "bench"):
+    for name in ("evaluate", "bench", "fig7"):
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", help="a TEUS policy.pt from a run (default: the shipped one)")
         q.add_argument("--tecfp", help="a TECFP policy.pt (default: the shipped one, if any)")
@@ -335,6 +395,11 @@ def main(argv=None) -> int:
             q.add_argument("--n-test", type=int, default=100, help="test drops (Greedy-WMMSE: ~1-3 s each per SNR)")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,wmmse,tecfp", help="comma list of mmse, wmmse, tecfp")
+        if name == "fig7":
+            q.add_argument("--n-test", type=int, default=50, help="test drops per point")
+            q.add_argument("--snr", type=float, default=20.0, help="SNR in dB")
+            q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
+            q.add_argument("--precoders", default="mmse,tecfp", help="comma list of mmse, wmmse, tecfp")
     for q in sub.choices.values():
         q.add_argument("--threads", type=int, default=None,
                        help="torch threads (default: 1 for commands that time methods, see "
@@ -355,7 +420,7 @@ def main(argv=None) -> int:
                 for split in (("train", "val") if args.split == "both" else (args.split,)):
                     labelled(cfg, split, shard=args.shard)
                 print("labels ready" + (f" (shard {args.shard})" if args.shard is not None else ""))
-        elif args.cmd == "evaluate":
+        elif args.cmd in ("evaluate", "fig7"):
             names = [s.strip() for s in args.precoders.split(",") if s.strip()]
             bad = sorted(set(names) - {"mmse", "wmmse", "tecfp"})
             if bad or not names:
@@ -363,6 +428,18 @@ def main(argv=None) -> int:
             if args.n_test < 1:
                 raise ValueError(f"--n-test: must be a positive int, got {args.n_test}")
             pol = _policy(args)
+            if args.cmd == "fig7":
+                import math
+                if not math.isfinite(args.snr):
+                    raise ValueError(f"--snr: expected a finite number of dB, got {args.snr}")
+                out = Path(args.out or ROOT / "results" / "scheduling" / "fig7")
+                r = fig7(pol, args.n_test, out, names, args.tecfp, args.snr, args.channel)
+                for var, rows in r["sweeps"].items():
+                    for row in rows:
+                        print(f"{var}={row['sizes'][var]:>3}: " + ", ".join(
+                            f"{m} {row[m]['sum_rate']:.2f}" for m in row if "-" in m))
+                print(f"wrote {out / 'fig7.json'}, {out / 'fig7_generalisation.png'}")
+                return 0
             run = Path(args.checkpoint).parent.name if args.checkpoint else "pretrained"
             out = Path(args.out or ROOT / "results" / "scheduling" / run)
             r = evaluate(pol, args.n_test, out, names, args.tecfp, args.channel)

@@ -141,12 +141,21 @@ def test_pretrained_beats_random_feasible_precoding(shipped):
     (["train", "data.regime=moon"], "data.regime"),
     (["fig5", "--sizes", "10,-3"], "--sizes"),
     (["evaluate", "--n-test", "0"], "--n-test"),
+    (["evaluate", "--sweep-checkpoint", "N_XX=pegnn/checkpoints/ris_gnn.pt"], "--sweep-checkpoint"),
+    (["evaluate", "--sweep-checkpoint", "N_RE=no/such/policy.pt"], "--sweep-checkpoint"),
 ])
 def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
     from tasks.ris_precoding import main
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):
+    from tasks.ris_precoding import evaluate, trained_with
+    assert trained_with(shipped) == "K=3, N_B=8, N_RF=6, N_RE=8"
+    with pytest.raises(ValueError, match="unknown sweeps"):
+        evaluate(shipped, 4, tmp_path, "ris", sweep_policies={"N_XX": shipped})
 
 
 def test_cli_exit_code_in_a_process():

@@ -98,3 +98,31 @@ def test_shipped_teus_beats_random_scheduling_on_unseen_uma_drops():
         r_teus = scheduled_sum_rate(H, teus(H, s2, 8), s2, mmse).mean()
         r_rand = scheduled_sum_rate(H, random_schedule(24, 12, 8, torch.Generator().manual_seed(0)), s2, mmse).mean()
         assert r_teus > r_rand, (snr, float(r_teus), float(r_rand))
+
+
+def test_fig7_sweep_writes_json_and_plot(tmp_path, monkeypatch, one_thread):
+    """Fig. 7 on a tiny sweep (Rayleigh, 8 drops, MMSE): every point schedules K = 8 of
+    K̃, greedy beats random, and K̃ = 12 (the training size) equals the evaluate path."""
+    from pegnn import pretrained
+    from tasks.scheduling import fig7
+    monkeypatch.setenv("PEGNN_CACHE", str(tmp_path / "cache"))
+    r = fig7(pretrained("teus"), 8, tmp_path, names=("mmse",), snr=10.0, channel="rayleigh",
+             sweeps={"K_tilde": [10, 14], "N_T": [24]}, progress=False)
+    assert (tmp_path / "fig7.json").exists() and (tmp_path / "fig7_generalisation.png").exists()
+    rows = r["sweeps"]["K_tilde"] + r["sweeps"]["N_T"]
+    assert [row["sizes"]["K_tilde"] for row in rows] == [10, 14, 12]
+    assert [row["sizes"]["N_T"] for row in rows] == [32, 32, 24]
+    for row in rows:
+        assert row["MMSE-Greedy"]["sum_rate"] > row["MMSE-Rand"]["sum_rate"] > 0, row
+        assert 0 <= row["MMSE-TEUS"]["overlap_with_greedy"] <= 1
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["fig7", "--snr", "nan"], "--snr"),
+    (["fig7", "--n-test", "0"], "--n-test"),
+])
+def test_fig7_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):
+    r = _task(tmp_path, *argv)
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], r.stderr

@@ -34,6 +34,10 @@ def test_config_overrides_and_errors(tmp_path):
     f.write_text("train: {batch_size: 32}\nmodel: {pattern: P1}\n")
     cfg = load_config(f, ["model.pattern=P3"], defaults=DEFAULTS)
     assert cfg["train"]["batch_size"] == 32 and cfg["model"]["pattern"] == "P3"
+    f.write_text("train: {lr: 1e-3}\n")  # YAML 1.2 floats (PyYAML alone reads '1e-3' as a string)
+    cfg = load_config(f, ["train.max_steps=2e3", "data.snrs=[1e1, 20]"], defaults=DEFAULTS)
+    assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["max_steps"] == 2000.0 and cfg["data"]["snrs"] == [10.0, 20]
+    assert load_config({}, ["run.name=1e-3x"], defaults=DEFAULTS)["run"]["name"] == "1e-3x"
 
 
 def _train(tmp_path, *extra, devices=1):
@@ -60,6 +64,29 @@ def test_tiny_fit_writes_config_checkpoint_and_policy(tmp_path):
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(4), atol=1e-4)  # total power P_T = 1
 
 
+def test_init_weights_warm_start_and_mismatch(tmp_path):
+    """``train.init``: a policy file or a Lightning checkpoint loads into the same
+    architecture exactly; any other architecture is one clear error."""
+    from pegnn import load_spec
+    from pegnn.models import PEGNN
+    from pegnn.policies import save_policy
+    from pegnn.train import init_weights
+    spec = load_spec(ROOT / "graphs" / "tenn_precoding.yaml")
+    torch.manual_seed(0)
+    src, dst = PEGNN(spec, hidden=4, layers=2), PEGNN(spec, hidden=4, layers=2)
+    assert any((a != b).any() for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    save_policy(tmp_path / "p.pt", "tecfp", src)
+    init_weights(dst, tmp_path / "p.pt")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    torch.save({"state_dict": {f"model.{k}": v + 1 for k, v in src.state_dict().items()}}, tmp_path / "x.ckpt")
+    init_weights(dst, tmp_path / "x.ckpt")
+    assert all(torch.equal(a + 1, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        init_weights(PEGNN(spec, hidden=8, layers=2), tmp_path / "p.pt")
+    with pytest.raises(ValueError, match="no such file"):
+        init_weights(dst, tmp_path / "missing.pt")
+
+
 def test_ddp_two_cpu_processes(tmp_path):
     """Lightning DDP with 2 processes on CPU (gloo): both ranks train, rank 0 writes the policy."""
     r = _train(tmp_path, "run.name=ddp", "train.strategy=ddp", devices=2)
@@ -67,3 +94,19 @@ def test_ddp_two_cpu_processes(tmp_path):
     out = r.stdout + r.stderr
     assert "distributed_backend=gloo" in out and "All distributed processes registered" in out
     assert out.count("trained in") == 1 and (tmp_path / "ddp" / "policy.pt").exists()
+
+
+def test_lr_decays_once_by_steps_or_by_the_time_budget():
+    """``lr_decay`` applies once: at ``lr_decay_at`` × max_steps, or earlier when the
+    ``max_time`` budget's decay point is reached first (a clock-ended run still decays)."""
+    from pegnn.train import PolicyModule, max_time_seconds
+    assert max_time_seconds("00:01:30:00") == 5400 and max_time_seconds(None) is None
+    assert max_time_seconds({"minutes": 2}) == 120
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        max_time_seconds("90 minutes")
+    m = PolicyModule(torch.nn.Linear(2, 2), None, lr=1.0, lr_decay=0.1, lr_decay_at=0.5, max_steps=10)
+    assert [m._lr_factor(s) for s in (0, 4, 5, 9, 2)] == [1.0, 1.0, 0.1, 0.1, 0.1] and m.decayed_at == 5
+    m = PolicyModule(torch.nn.Linear(2, 2), None, lr_decay=0.1, lr_decay_at=0.5, max_steps=1000)
+    m.max_seconds, m._t0 = 10.0, 0.0      # pretend training started long ago: half the budget is gone
+    m.on_train_batch_start(None, 0)
+    assert m.decayed_at == 0 and m._lr_factor(1) == 0.1
