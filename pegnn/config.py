@@ -9,10 +9,9 @@ Every user mistake raises :class:`ConfigError` with one line naming the key.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-
-import re
 
 import yaml
 

@@ -264,7 +264,7 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     if not path.is_file():
         raise ValueError(f"train.init: no such file {str(path)!r} (expected a policy .pt or a Lightning .ckpt)")
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    sd = ck["state_dict"] if "kind" in ck else load_policy_checkpoint(path)[0]
+    sd = ck["state_dict"] if "kind" in ck else _model_state(ck)
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:
@@ -276,5 +276,9 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
 def load_policy_checkpoint(path: str | Path) -> tuple[dict, dict]:
     """``(state_dict of the model, run_info)`` from a Lightning checkpoint."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
-    return sd, ck.get("pegnn", {})
+    return _model_state(ck), ck.get("pegnn", {})
+
+
+def _model_state(ck: dict) -> dict:
+    """The model's state dict inside a Lightning checkpoint (``model.`` prefix dropped)."""
+    return {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}

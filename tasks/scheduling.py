@@ -54,6 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_scheduling.yaml"
 SNRS = [0, 10, 20, 30, 40]
 PROBLEM = "tenn_scheduling"
+#: plot styles shared by Figs. 6 and 7: colour = precoder, line style = scheduler
+COLOURS = {"MMSE": "tab:blue", "WMMSE": "tab:red", "TECFP": "tab:green"}
+STYLES = {"Rand": ":v", "Greedy": "--s", "TEUS": "-o"}
 
 DEFAULTS = {
     "spec": str(SPEC),
@@ -247,11 +250,9 @@ def evaluate(teus, n_test: int, out_dir: Path, names=("mmse", "wmmse", "tecfp"),
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     # Fig. 6: sum rate vs SNR, colour = precoder, line style = scheduler
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colours = {"MMSE": "tab:blue", "WMMSE": "tab:red", "TECFP": "tab:green"}
-    styles = {"Rand": ":v", "Greedy": "--s", "TEUS": "-o"}
     for m in schemes:
         p, s = m.split("-")
-        ax.plot(SNRS, [result["per_snr"][x][m]["sum_rate"] for x in SNRS], styles[s], color=colours[p],
+        ax.plot(SNRS, [result["per_snr"][x][m]["sum_rate"] for x in SNRS], STYLES[s], color=COLOURS[p],
                 label=f"{p}-{s}", ms=5)
     ax.set(xlabel="SNR (dB)", ylabel="sum rate (bits/s/Hz)",
            title=f"scheduling, UMa NLOS, N_T={N_T}, K̃={Kt}, K={k}, N_R={N_R}, {n_test} drops")
@@ -260,7 +261,7 @@ def evaluate(teus, n_test: int, out_dir: Path, names=("mmse", "wmmse", "tecfp"),
     # time per sample (the measured counterpart of Table II)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.bar(schemes, [result["sec_per_sample"][m] for m in schemes],
-           color=[colours[m.split("-")[0]] for m in schemes])
+           color=[COLOURS[m.split("-")[0]] for m in schemes])
     ax.set(yscale="log", ylabel="seconds per sample (batched, avg over SNR)",
            title=f"batch of {n_test}, this CPU, same run")
     fig.autofmt_xdate(); fig.tight_layout(); fig.savefig(out_dir / "time_per_sample.png", dpi=130); plt.close(fig)
@@ -305,14 +306,12 @@ def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=N
         res["sweeps"].setdefault(var, []).append(done[at])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "fig7.json").write_text(json.dumps(res, indent=2) + "\n")
-    colours = {"MMSE": "tab:blue", "WMMSE": "tab:red", "TECFP": "tab:green"}
-    styles = {"Rand": ":v", "Greedy": "--s", "TEUS": "-o"}
     fig, axes = plt.subplots(1, len(sweeps), figsize=(5.6 * len(sweeps), 4.2), squeeze=False)
     for ax, (var, rows) in zip(axes[0], res["sweeps"].items()):
         xs = [r["sizes"][var] for r in rows]
         for m in [m for m in rows[0] if "-" in m]:
             p_, s_ = m.split("-")
-            ax.plot(xs, [r[m]["sum_rate"] for r in rows], styles[s_], color=colours[p_], label=m, ms=5)
+            ax.plot(xs, [r[m]["sum_rate"] for r in rows], STYLES[s_], color=COLOURS[p_], label=m, ms=5)
         ax.axvline(base[var], color="k", lw=0.8, ls="--")
         fixed = "K̃=12" if var == "N_T" else "N_T=32"
         ax.set(xlabel={"N_T": "N_T", "K_tilde": "K̃ (candidates)"}[var], ylabel="sum rate (bits/s/Hz)",
