@@ -71,13 +71,14 @@ class PELayer(nn.Module):
                     continue
                 scope = "all" if "all" in msgs else ("within" if t[i] == 1 else "across")
                 t0 = t[:i] + (0,) + t[i + 1:]
-                pooled[t] = (layout.pool(msgs[scope], t0), t0)
+                m = msgs[scope]
+                pooled[t] = (m, t0) if m.dim() == 0 else (layout.pool(m, t0), t0)   # 0-dim: no pairs
         y = self.mde(x, layout, pooled)
         if len(self.order2):  # 2→2 terms on order-2 axis pairs (index maps, flat layout)
             flat = layout.to_sparse(x) if layout.dense else x
             extra = sum(h(flat, layout) for h in self.order2)
             y = y + (layout.to_dense(extra) if layout.dense else extra)
-        y = self.norm(torch.relu(y))
+        y = self.norm(torch.relu_(y))          # y is a fresh sum (MDE): nothing else holds it
         if self.residual:
             y = y + x
         if not layout.all_updated:

@@ -76,27 +76,51 @@ own policy). Paper 002 trains the N_RE sweep's GNN at N_RE = 10; we tried that
 (``train sizes.N_RE=10 run.name=ris_gnn_nre10``, 13.4 min, best validation step 899):
 SE ratio 0.944 at N_RE = 10, 0.875 at N_RE = 100 (``results/ris_precoding/fig6_nre10``)
 — no better than the shipped N_RE = 8 policy (1.000 and 0.881), so the N_RE sweep keeps
-the shipped policy. BCD results are cached with the channels, so a re-evaluation takes
-~7 minutes.
+the shipped policy. Why N_RE = 100 is missed (100 drops, seed 3, per-UE rates sorted
+per drop): the GNN serves one UE at every N_RE (11.31 / 0.00 / 0.00 bits/s/Hz at
+N_RE = 100), while BCD, with the coherent RIS gain ~N_RE² making the cascaded link
+~22 dB stronger than at N_RE = 8, serves all three (8.02 / 3.11 / 1.78); at the training
+size serving one UE is near-optimal (GNN 4.40 vs BCD 3.91 / 0.53 / 0.01), so the policy
+never had to learn multiplexing. ``data.power_db=[lo,hi]`` (each training drop's
+transmit power offset uniform in [lo, hi] dB) was tried to show it high-SNR drops:
+``train "data.power_db=[0,25]" run.name=ris_gnn_pw`` (9.9 min) gave SE ratio 0.873 at
+N_RE = 100 (shipped 0.877 on the same 100 drops) and 0.920 at N_RE = 8 (shipped
+0.993) — no gain, and worse at the training size; not shipped. BCD results are cached
+with the channels, so a re-evaluation takes ~7 minutes.
 
-Fig. 5 was run twice. With the shipped model's config (the DEFAULTS: hidden 32, 1500
-steps, clipping; ~5-10 min per run): ``fig5 --sizes 4000 --out results/ris_precoding/
-fig5_ris_full train.progress=false``, then ``--sizes 1000`` and ``--sizes 250`` into the
-same folder, and ``--sizes 4000`` with ``train.seed=1`` into ``fig5_ris_full_seed1``.
-SE ratio user / RF / no attention: 250 drops 0.915 / 0.986 / 0.955, 1000 0.935 / 0.969 /
-0.956, 4000 0.972 / 0.957 / 0.958 (seed 1: 0.958 / 0.951 / 0.963) — user attention is
-best only at 4000 drops with seed 0, so the paper's ordering is not reproduced in this
-regime. A smaller config (``fig5 model.hidden=16 train.max_steps=600 train.val_every=150
-train.max_time=null train.grad_clip=null``, seeds 0 and 1, ``results/ris_precoding/
-fig5_ris`` and ``fig5_ris_seed1``) agrees: user attention best in 1 of 6 points.
-``fig5_paper`` holds 4 of the 9 small runs in the paper geometry (stopped for time; the
-command is resumable).
+Fig. 5, in both geometries. Each folder's runs share one config (``fig5`` refuses to add
+runs trained otherwise, and several processes may fill one folder with different
+``--sizes`` at once). SE ratio user / RF / no attention, 500 test drops:
+
+* ``"ris"`` regime, the shipped model's config (the DEFAULTS: hidden 32, 1500 steps,
+  clipping; 5-10 min per run): ``fig5 --out results/ris_precoding/fig5_ris_full
+  train.progress=false`` and the same with ``train.seed=1`` into ``fig5_ris_full_seed1``.
+  Seed 0: 250 drops 0.915 / 0.986 / 0.955, 1000 0.935 / 0.969 / 0.956, 4000 0.972 /
+  0.957 / 0.958; seed 1: 250 0.956 / 0.992 / 0.979, 1000 0.944 / 0.974 / 0.965, 4000
+  0.958 / 0.951 / 0.963. User attention is best in 1 of 6 points (seed 0, 4000). A
+  smaller config (``fig5 model.hidden=16 train.max_steps=600 train.val_every=150
+  train.max_time=null train.grad_clip=null``, seeds 0 and 1, ``fig5_ris`` and
+  ``fig5_ris_seed1``) agrees: 1 of 6. In this regime the sum-SE optimum serves mostly
+  one UE, so inter-user interference, what the UE attention is for, matters little.
+* the paper's geometry (direct link, the RIS irrelevant: BCD 7.198, BCD with random
+  phases 7.197; all three UEs served): ``fig5 --out results/ris_precoding/
+  fig5_paper_full data.regime=paper features.W_0=true train.lr=0.0005
+  train.max_steps=900 train.max_time=null train.progress=false`` (hidden 32, clipping;
+  3-7 min per run) and ``train.seed=1`` into ``fig5_paper_full_seed1``.
+  Seed 0: 250 drops 0.889 / 0.935 / 0.890, 1000 0.895 / 0.915 / 0.887, 4000 0.901 /
+  0.929 / 0.892; seed 1: 250 0.899 / 0.913 / 0.872, 1000 0.905 / 0.951 / 0.886, 4000
+  0.911 / 0.928 / 0.919. RF attention is best in 6 of 6 points; user attention beats
+  no attention in 4 of 6 but never RF attention.
+
+The paper's ordering (user attention above RF attention and no attention at every
+size) is not reproduced in either geometry.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -122,7 +146,7 @@ DEFAULTS = {
     "features": {"W_0": False},
     "sizes": {"K": 3, "N_B": 8, "N_RF": 6, "N_RE": 8, "cells": 1},
     "data": {"regime": "ris", "n_train": 4000, "n_val": 500, "seed": 0, "val_seed": 1,
-             "mixed_K": None},
+             "mixed_K": None, "power_db": None},
     "model": {"hidden": 32, "layers": 4, "pattern": "P1", "attention": "auto", "attention_kind": "inner",
               "pooling": "pma", "heads": 1, "residual": False, "norm": True},
     "train": {"batch_size": 32, "max_steps": 1500, "lr": 2e-3, "lr_decay": 0.1, "lr_decay_at": 0.7,
@@ -160,12 +184,32 @@ def channels(n: int, seed: int, K: int = 3, N_B: int = 8, N_RF: int = 6, N_RE: i
     return RISChannels.from_tensors({**ds.tensors, **ds.constants})
 
 
-def sample_dict(ch) -> dict:
-    """Per-sample tensors of a channel batch (for :class:`pegnn.train.DictDataset`)."""
+def sample_dict(ch, power_db=None, seed: int = 0) -> dict:
+    """Per-sample tensors of a channel batch (for :class:`pegnn.train.DictDataset`).
+
+    ``power_db = [lo, hi]`` draws each drop's transmit power offset uniformly in
+    [lo, hi] dB around the channels' ``P_max`` (seeded by ``seed``; ``None``: every
+    drop at ``P_max``). Training over a power range shows the network the high-SNR
+    drops where serving several UEs pays (see ``data.power_db`` in the module docstring)."""
     B = ch.h_d.shape[0]
+    P = torch.full((B,), float(ch.P_max))
+    if power_db is not None:
+        lo, hi = _power_range(power_db)
+        gen = torch.Generator().manual_seed(seed)
+        P = P * 10 ** ((lo + (hi - lo) * torch.rand(B, generator=gen, dtype=torch.float64)) / 10).float()
     return {"h_d": ch.h_d, "G": ch.G, "h_r": ch.h_r,
-            "noise_var": torch.full((B,), float(ch.noise_var)), "P_max": torch.full((B,), float(ch.P_max)),
+            "noise_var": torch.full((B,), float(ch.noise_var)), "P_max": P,
             "n_rf": torch.full((B,), int(ch.N_RF), dtype=torch.long)}
+
+
+def _power_range(power_db) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in power_db)
+    except (TypeError, ValueError):
+        raise ValueError(f"data.power_db: expected [lo, hi] in dB (e.g. [0, 25]) or null, got {power_db!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"data.power_db: expected finite lo <= hi, got {power_db!r}")
+    return lo, hi
 
 
 def mixed_K_dataset(n: int, seed: int, sz: dict, regime: str, k_max: int = 6):
@@ -234,6 +278,10 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] <= 0:
             raise ValueError(f"data.{key}: must be a positive int, got {d[key]!r}")
     regime_kwargs(d["regime"])
+    if d.get("power_db") is not None:
+        _power_range(d["power_db"])
+        if d.get("mixed_K"):
+            raise ValueError("data.power_db: not supported together with data.mixed_K")
     for key in ("lr", "lr_decay", "lr_decay_at"):
         try:
             t[key] = float(t[key])      # YAML reads "5e-4" as a string
@@ -244,7 +292,8 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         train_ds, k_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
     else:
         train_ds, k_counts = DictDataset(sample_dict(channels(d["n_train"], d["seed"], sz["K"], sz["N_B"], sz["N_RF"],
-                                                               sz["N_RE"], sz.get("cells", 1), d["regime"]))), None
+                                                               sz["N_RE"], sz.get("cells", 1), d["regime"]),
+                                                      d.get("power_db"), d["seed"])), None
     val = channels(d["n_val"], d["val_seed"], sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                    d["regime"])
     torch.manual_seed(t["seed"])
@@ -412,17 +461,22 @@ def _plot_fig6(res: dict, path: Path) -> None:
 def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Path | None = None,
          variants=VARIANTS) -> dict:
     """Train the three GNNs of Fig. 5 at each training-set size (same steps each);
-    results in ``results/ris_precoding/fig5_<regime>/`` (resumable)."""
+    results in ``results/ris_precoding/fig5_<regime>/``. Resumable, and several
+    processes may fill one folder with different ``sizes`` at once (each write merges
+    the runs on disk); a folder whose runs were trained with another config is refused."""
     from pegnn.policies import load_policy
     regime_kwargs(base_cfg["data"]["regime"])
     out_dir = out_dir or RESULTS / f"fig5_{base_cfg['data']['regime']}"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "fig5.json"
     res = json.loads(path.read_text()) if path.exists() else {}
-    res.update({"regime": base_cfg["data"]["regime"], "channels": regime_kwargs(base_cfg["data"]["regime"]),
-                "train": {k: base_cfg["train"][k] for k in ("batch_size", "max_steps", "lr", "seed")},
-                "features": base_cfg["features"], "command": " ".join(sys.argv),
-                "model": {k: v for k, v in base_cfg["model"].items() if k != "attention"}, "n_test": n_test})
+    setup = {"regime": base_cfg["data"]["regime"], "channels": regime_kwargs(base_cfg["data"]["regime"]),
+             "train": {k: base_cfg["train"].get(k) for k in FIG5_TRAIN_KEYS},
+             "features": base_cfg["features"],
+             "model": {k: v for k, v in base_cfg["model"].items() if k != "attention"}, "n_test": n_test}
+    if res.get("runs"):
+        _check_same_setup(path, res, setup)
+    res.update({**setup, "command": " ".join(sys.argv)})
     res.setdefault("runs", {})
     test = channels(n_test, 2, **{k: base_cfg["sizes"][k] for k in ("K", "N_B", "N_RF", "N_RE")},
                     regime=base_cfg["data"]["regime"])
@@ -447,8 +501,40 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
                                 "params": sum(p.numel() for p in pol.model.parameters())}
             print(f"{name:>15} n={n:>5}: SE ratio {res['runs'][key]['se_ratio']:.4f} "
                   f"({res['runs'][key]['train_minutes']:.1f} min)", flush=True)
-            path.write_text(json.dumps(res, indent=2) + "\n")   # resumable
+            res = _write_merged(path, res)                       # resumable
     _plot_fig5(res, out_dir / "fig5_attention.png")
+    return res
+
+
+#: the training settings a Fig. 5 folder records (its runs must share them).
+FIG5_TRAIN_KEYS = ("batch_size", "max_steps", "lr", "lr_decay", "lr_decay_at", "grad_clip", "max_time", "seed")
+
+
+def _check_same_setup(path: Path, old: dict, new: dict) -> None:
+    """Refuse to add runs with another config to ``path`` (keys an older file lacks are
+    not compared)."""
+    diff = []
+    for k, v in new.items():
+        if k not in old:
+            continue
+        if isinstance(v, dict) and isinstance(old[k], dict):
+            diff += [f"{k}.{kk}: {old[k][kk]!r} there, {vv!r} now" for kk, vv in v.items()
+                     if kk in old[k] and old[k][kk] != vv]
+        elif old[k] != v:
+            diff.append(f"{k}: {old[k]!r} there, {v!r} now")
+    if diff:
+        raise ValueError(f"fig5: {path} holds runs trained with another config ({'; '.join(diff)}); "
+                         "use another --out")
+
+
+def _write_merged(path: Path, res: dict) -> dict:
+    """Write ``res`` with the runs another process wrote meanwhile merged in (atomic)."""
+    if path.exists():
+        disk = json.loads(path.read_text()).get("runs", {})
+        res["runs"] = {**disk, **res["runs"]}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    os.replace(tmp, path)
     return res
 
 

@@ -235,19 +235,28 @@ def test_nested_attention_splits_within_and_across_parents():
 
 
 def test_attention_scope_without_pairs_is_exactly_zero_and_stays_in_the_graph():
-    """One cell: the "across" scope has no pair; the dense path skips its work but must
-    equal the sparse path (zero) and keep the scorer's parameters in autograd (DDP)."""
+    """One cell: the "across" scope has no pair. Both paths skip its work and return a
+    0-dim exact zero that keeps the scorer's parameters in autograd (DDP); the MDE term
+    it feeds is skipped, which must equal feeding it a zero state."""
     outs = {}
     for dense in (True, False):
         spec, g, lay = layout_for("ris_pr", "cell=1,ue=3,rf=2,ant_bs=2,re=2", dense)
         torch.manual_seed(0)
         att = SetAttention(4, 0, "ue", nested=True).double()
         x = torch.randn(lay.E, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-        out = att(lay.to_dense(x) if lay.dense else x, lay)
-        outs[dense] = {s: lay.to_sparse(m) if lay.dense else m for s, m in out.items()}
-        if dense:
-            sum(m.sum() for m in out.values()).backward()
-            assert all(p.grad is not None for p in att.scorers["across"].parameters())
-    assert torch.equal(outs[True]["across"], torch.zeros_like(outs[True]["across"]))
-    for s in ("within", "across"):
-        assert torch.allclose(outs[True][s], outs[False][s], atol=1e-12), s
+        xs = lay.to_dense(x) if lay.dense else x
+        out = att(xs, lay)
+        assert out["across"].dim() == 0 and out["across"].item() == 0.0
+        outs[dense] = lay.to_sparse(out["within"]) if lay.dense else out["within"]
+        out["across"].backward()
+        assert all(p.grad is not None and torch.equal(p.grad, torch.zeros_like(p.grad))
+                   for p in att.scorers["across"].parameters())
+        # MDE with the term skipped == MDE with that term fed an explicit zero state
+        terms = pattern_terms([spec.depth(a) for a in lay.axes], "all")
+        mde = MDE(4, 3, terms).double()
+        t_across = next(t for t in terms if t[0] == 2 and not any(t[1:]))
+        zero_lv = (0,) * len(t_across)
+        skipped = mde(xs, lay, {t_across: (out["across"].detach(), zero_lv)})
+        explicit = mde(xs, lay, {t_across: (torch.zeros_like(xs), zero_lv)})
+        assert torch.allclose(skipped, explicit, atol=1e-12)
+    assert torch.allclose(outs[True], outs[False], atol=1e-12)

@@ -2,6 +2,7 @@
 constraints, the shipped checkpoint, and the CLI's error handling. Fast (one thread)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,8 @@ def test_pretrained_beats_random_feasible_precoding(shipped):
     (["train", "train.no_such_key=1"], "no_such_key"),
     (["train", "sizes.K=-1"], "sizes.K"),
     (["train", "data.regime=moon"], "data.regime"),
+    (["train", "data.power_db=[10,0]"], "data.power_db"),
+    (["train", "data.power_db=loud"], "data.power_db"),
     (["fig5", "--sizes", "10,-3"], "--sizes"),
     (["evaluate", "--n-test", "0"], "--n-test"),
     (["evaluate", "--sweep-checkpoint", "N_XX=pegnn/checkpoints/ris_gnn.pt"], "--sweep-checkpoint"),
@@ -149,6 +152,32 @@ def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_power_range_draws_seeded_per_drop_powers_in_range():
+    from tasks.ris_precoding import sample_dict
+    ch = ris_channels(64, seed=1, normalize_noise=True)
+    base = sample_dict(ch)["P_max"]
+    a, b = sample_dict(ch, [0, 25], seed=3)["P_max"], sample_dict(ch, [0, 25], seed=3)["P_max"]
+    db = 10 * torch.log10(a / base)
+    assert torch.equal(a, b) and not torch.equal(a, sample_dict(ch, [0, 25], seed=4)["P_max"])
+    assert db.min() >= -1e-4 and db.max() <= 25 + 1e-4 and db.max() - db.min() > 15, db
+
+
+def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
+    from tasks.ris_precoding import _check_same_setup, _write_merged
+    path = tmp_path / "fig5.json"
+    setup = {"regime": "ris", "train": {"max_steps": 600, "grad_clip": None}}
+    _check_same_setup(path, {**setup, "runs": {"a|250": {}}}, setup)
+    _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600}}, setup)   # older file: key absent
+    with pytest.raises(ValueError, match=r"train.grad_clip: 1.0 there, None now"):
+        _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600, "grad_clip": 1.0}}, setup)
+    # two processes, each holding the runs it saw at start plus its own
+    _write_merged(path, {**setup, "runs": {"user|250": {"se_ratio": 0.9}}})
+    _write_merged(path, {**setup, "runs": {"user|4000": {"se_ratio": 0.95}}})
+    runs = json.loads(path.read_text())["runs"]
+    assert runs == {"user|250": {"se_ratio": 0.9}, "user|4000": {"se_ratio": 0.95}}
+    assert [p.name for p in tmp_path.iterdir()] == ["fig5.json"]
 
 
 def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):

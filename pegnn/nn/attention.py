@@ -67,8 +67,16 @@ class SetAttention(nn.Module):
         self.scorers = nn.ModuleDict({s: _Scorer(channels, kind, heads) for s in scopes})
 
     def forward(self, x: Tensor, layout: Layout) -> dict[str, Tensor]:
+        """Messages per scope. A scope with no pair (``"across"`` with one parent) gives
+        a 0-dim zero instead of a zero state: its message is exactly zero, so the MDE
+        term it feeds is skipped; the zero still depends on the scorer's parameters,
+        so DDP sees them used (their gradient is exactly zero)."""
         return {s: (self._dense if layout.dense else self._sparse)(x, layout, s, m)
                 for s, m in self.scorers.items()}
+
+    @staticmethod
+    def _no_pairs(sc: _Scorer) -> Tensor:
+        return 0.0 * sum(p.sum() for p in sc.parameters())
 
     # ------------------------------------------------------------ dense
     def _dense(self, x: Tensor, layout: Layout, scope: str, sc: _Scorer) -> Tensor:
@@ -80,17 +88,17 @@ class SetAttention(nn.Module):
             mask = mask & (same if scope == "within" else ~same)
             norm = layout.factors[self.axis][-1] if scope == "within" else n
             if not bool(mask.any()):
-                # No pair in scope (e.g. "across" with a single parent): the message is
-                # exactly zero; skip the three linears (half the attention cost for one
-                # cell). The 0·Σθ term keeps the scorer in the autograd graph (DDP).
-                return torch.zeros_like(x) + 0.0 * sum(p.sum() for p in sc.parameters())
+                # No pair in scope (e.g. "across" with a single parent): skip the three
+                # linears and the MDE term (half the attention cost for one cell).
+                return self._no_pairs(sc)
         else:
             norm = n
         v = sc.v(xd)
         if self.kind == "inner":
-            alpha = torch.einsum("bkoc,bjoc->bkjc", sc.f1(xd), sc.f2(xd)) / xd.shape[2]
-            alpha = alpha * mask[None, :, :, None]
-            m = torch.einsum("bkjc,bjoc->bkoc", alpha, v) / norm
+            alpha = torch.einsum("bkoc,bjoc->bkjc", sc.f1(xd), sc.f2(xd))
+            # mean over o and the 1/n of the message, folded into the small alpha
+            alpha = alpha * (mask / (xd.shape[2] * norm))[None, :, :, None]
+            m = torch.einsum("bkjc,bjoc->bkoc", alpha, v)
         else:
             q, k = sc.f1(xd.mean(2)), sc.f2(xd.mean(2))               # [B, n, C]
             B, C, H = q.shape[0], q.shape[-1], self.heads
@@ -110,6 +118,8 @@ class SetAttention(nn.Module):
             lv[self.axis] = 1 if scope == "within" else layout.spec.depth(self.set_name) + 1
         else:
             lv[self.axis] = layout.spec.depth(self.set_name) + 1
+        if src.numel() == 0:
+            return self._no_pairs(sc)
         norm = layout.fibre_count(tuple(lv))                          # n: elements in scope
         G = int(layout.data[layout.STATE_KEY, f"pair_{self.set_name}", layout.STATE_KEY].group.max()) + 1 \
             if group.numel() else 0

@@ -57,6 +57,36 @@ def pattern_terms(depths: list[int], pattern: str = "all", layer: int = 0) -> li
     return ident + single(layer % n)
 
 
+def _accumulate(ys: list[Tensor], bias: Tensor | None, shape: tuple, like: Tensor) -> Tensor:
+    """Σ ys + bias, broadcast to ``shape``, with as few passes over the full-size
+    tensor as the shapes allow: pooled terms of equal shape (e.g. the within-parent
+    and global means of a set with one parent) and the bias are summed while small,
+    and the sum accumulates in place into a full-size term — a fresh matmul result
+    that no backward needs — instead of allocating a new state per term."""
+    groups: dict[tuple, Tensor] = {}
+    for y in ys:
+        if y.shape in groups:
+            groups[y.shape].add_(y)
+        else:
+            groups[y.shape] = y
+    out = groups.pop(torch.Size(shape), None)
+    small = sorted(groups.values(), key=Tensor.numel)
+    if bias is not None:
+        if small:
+            small[0] = small[0] + bias
+        elif out is not None:
+            return out.add_(bias)
+        else:
+            return bias.expand(shape).clone()
+    if out is None:
+        if not small:
+            return like.new_zeros(shape)
+        out = small.pop().expand(shape).clone()
+    for y in small:
+        out.add_(y)
+    return out
+
+
 class MDE(nn.Module):
     """See the module docstring. ``terms`` is a list of per-axis level tuples."""
 
@@ -78,17 +108,19 @@ class MDE(nn.Module):
     def forward(self, x: Tensor, layout: Layout, pooled: dict | None = None) -> Tensor:
         """``pooled`` optionally maps a term to ``(tensor, levels)``: a tensor pooled at
         other levels that replaces the term's mean (the attention processor replaces
-        the mean along its set that way)."""
-        out = None
+        the mean along its set that way). A 0-dim tensor there means "this term is
+        exactly zero" (an attention scope without pairs): it is skipped."""
+        ys, zero = [], None
         for t, w in zip(self.terms, self.weight):
             p, lv = pooled[t] if pooled is not None and t in pooled else (layout.pool(x, t), t)
-            y = layout.expand(p @ w, lv)
-            out = y if out is None else out + y
-        if out is None:
-            out = x.new_zeros(*x.shape[:-1], self.out_channels)
-        elif out.shape[:-1] != x.shape[:-1]:
-            out = out.expand(*x.shape[:-1], self.out_channels)
-        return out if self.bias is None else out + self.bias
+            if p.dim() == 0:
+                zero = p if zero is None else zero + p
+                continue
+            ys.append(layout.expand(p @ w, lv))
+        bias = self.bias
+        if zero is not None:
+            bias = zero if bias is None else bias + zero
+        return _accumulate(ys, bias, (*x.shape[:-1], self.out_channels), x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, terms={len(self.terms)})"
