@@ -85,7 +85,12 @@ never had to learn multiplexing. ``data.power_db=[lo,hi]`` (each training drop's
 transmit power offset uniform in [lo, hi] dB) was tried to show it high-SNR drops:
 ``train "data.power_db=[0,25]" run.name=ris_gnn_pw`` (9.9 min) gave SE ratio 0.873 at
 N_RE = 100 (shipped 0.877 on the same 100 drops) and 0.920 at N_RE = 8 (shipped
-0.993) — no gain, and worse at the training size; not shipped. BCD results are cached
+0.993) — no gain, and worse at the training size; not shipped. Training over RIS sizes,
+``train "data.mixed_N_RE=[8,16,32]" run.name=ris_gnn_mixedNRE`` (4000 drops split evenly,
+validation on the same mixture; 21.5 min), gave SE ratio 0.952 at the training sizes
+(500 drops) and 0.956 / 0.979 / 0.996 / 0.976 / 0.860 at N_RE = 8 / 10 / 20 / 40 / 100
+(250 drops each) against the shipped policy's 0.979 / 1.000 / 1.012 / 0.995 / 0.881 —
+worse everywhere, so not shipped either. BCD results are cached
 with the channels, so a re-evaluation takes ~7 minutes.
 
 Fig. 5, in both geometries. Each folder's runs share one config (``fig5`` refuses to add
@@ -110,7 +115,10 @@ runs trained otherwise, and several processes may fill one folder with different
   Seed 0: 250 drops 0.889 / 0.935 / 0.890, 1000 0.895 / 0.915 / 0.887, 4000 0.901 /
   0.929 / 0.892; seed 1: 250 0.899 / 0.913 / 0.872, 1000 0.905 / 0.951 / 0.886, 4000
   0.911 / 0.928 / 0.919. RF attention is best in 6 of 6 points; user attention beats
-  no attention in 4 of 6 but never RF attention.
+  no attention in 4 of 6 but never RF attention. Softmax attention in place of the inner
+  product (``model.attention_kind=softmax``, same config, seed 0) does not change that:
+  user attention 0.895 at 1000 drops and 0.894 at 4000 (runs ``paper_softmax_1000`` /
+  ``_4000``, 3.5-6 min each).
 
 The paper's ordering (user attention above RF attention and no attention at every
 size) is not reproduced in either geometry.
@@ -146,7 +154,7 @@ DEFAULTS = {
     "features": {"W_0": False},
     "sizes": {"K": 3, "N_B": 8, "N_RF": 6, "N_RE": 8, "cells": 1},
     "data": {"regime": "ris", "n_train": 4000, "n_val": 500, "seed": 0, "val_seed": 1,
-             "mixed_K": None, "power_db": None},
+             "mixed_K": None, "mixed_N_RE": None, "power_db": None},
     "model": {"hidden": 32, "layers": 4, "pattern": "P1", "attention": "auto", "attention_kind": "inner",
               "pooling": "pma", "heads": 1, "residual": False, "norm": True},
     "train": {"batch_size": 32, "max_steps": 1500, "lr": 2e-3, "lr_decay": 0.1, "lr_decay_at": 0.7,
@@ -212,20 +220,41 @@ def _power_range(power_db) -> tuple[float, float]:
     return lo, hi
 
 
+def _size_mixture(counts: dict, key: str, seed: int, sz: dict, regime: str):
+    """One cached channel set per value of ``sizes[key]``, ``counts[value]`` drops each,
+    concatenated (``GraphCollate`` batches each size group on its own)."""
+    from torch.utils.data import ConcatDataset
+    from pegnn.train import DictDataset
+    parts = []
+    for v, cnt in sorted(counts.items()):
+        s = {**sz, key: v}
+        ch = channels(cnt, seed * 100 + v, s["K"], s["N_B"], s["N_RF"], s["N_RE"], s.get("cells", 1), regime)
+        parts.append(DictDataset(sample_dict(ch)))
+    return ConcatDataset(parts)
+
+
 def mixed_K_dataset(n: int, seed: int, sz: dict, regime: str, k_max: int = 6):
     """K = round(1 + Exp(1)) capped at ``k_max``: the two-parameter exponential of paper
     002 Fig. 6(a) (mean 2, std 1; ~92 % of drops have K ≤ 3). One cached set per K."""
-    from torch.utils.data import ConcatDataset
-    from pegnn.train import DictDataset
     gen = torch.Generator().manual_seed(seed)
     K = (1 + torch.empty(n).exponential_(1.0, generator=gen)).round().clamp(1, k_max).long()
-    parts, counts = [], {}
-    for k in sorted(set(K.tolist())):
-        cnt = int((K == k).sum())
-        counts[k] = cnt
-        ch = channels(cnt, seed * 100 + k, k, sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1), regime)
-        parts.append(DictDataset(sample_dict(ch)))
-    return ConcatDataset(parts), counts
+    counts = {k: int((K == k).sum()) for k in sorted(set(K.tolist()))}
+    return _size_mixture(counts, "K", seed, sz, regime), counts
+
+
+def _mixed_N_RE(values) -> list[int]:
+    if (not isinstance(values, (list, tuple)) or not values
+            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values)):
+        raise ValueError(f"data.mixed_N_RE: expected a list of positive ints (e.g. [8, 16, 32]) or null, "
+                         f"got {values!r}")
+    return sorted(set(values))
+
+
+def mixed_N_RE_dataset(n: int, seed: int, sz: dict, regime: str, values) -> tuple:
+    """``n`` drops split evenly over the RIS sizes ``values`` (one cached set per size)."""
+    values = _mixed_N_RE(values)
+    counts = {v: n // len(values) + (i < n % len(values)) for i, v in enumerate(values)}
+    return _size_mixture(counts, "N_RE", seed, sz, regime), counts
 
 
 # ---------------------------------------------------------------- model pieces
@@ -280,8 +309,12 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     regime_kwargs(d["regime"])
     if d.get("power_db") is not None:
         _power_range(d["power_db"])
+        if d.get("mixed_K") or d.get("mixed_N_RE"):
+            raise ValueError("data.power_db: not supported together with data.mixed_K or data.mixed_N_RE")
+    if d.get("mixed_N_RE") is not None:
+        _mixed_N_RE(d["mixed_N_RE"])
         if d.get("mixed_K"):
-            raise ValueError("data.power_db: not supported together with data.mixed_K")
+            raise ValueError("data.mixed_N_RE: not supported together with data.mixed_K")
     for key in ("lr", "lr_decay", "lr_decay_at"):
         try:
             t[key] = float(t[key])      # YAML reads "5e-4" as a string
@@ -289,13 +322,18 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
             raise ValueError(f"train.{key}: expected a number, got {t[key]!r}") from None
     t0 = time.time()
     if d.get("mixed_K"):
-        train_ds, k_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
+        train_ds, size_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
+    elif d.get("mixed_N_RE") is not None:
+        train_ds, size_counts = mixed_N_RE_dataset(d["n_train"], d["seed"], sz, d["regime"], d["mixed_N_RE"])
     else:
-        train_ds, k_counts = DictDataset(sample_dict(channels(d["n_train"], d["seed"], sz["K"], sz["N_B"], sz["N_RF"],
-                                                               sz["N_RE"], sz.get("cells", 1), d["regime"]),
-                                                      d.get("power_db"), d["seed"])), None
-    val = channels(d["n_val"], d["val_seed"], sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
-                   d["regime"])
+        train_ds, size_counts = DictDataset(sample_dict(channels(d["n_train"], d["seed"], sz["K"], sz["N_B"],
+                                                                 sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
+                                                                 d["regime"]), d.get("power_db"), d["seed"])), None
+    if d.get("mixed_N_RE") is not None:     # validate on the training mixture, not on one of its sizes
+        val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
+    else:
+        val_ds = DictDataset(sample_dict(channels(d["n_val"], d["val_seed"], sz["K"], sz["N_B"], sz["N_RF"],
+                                                  sz["N_RE"], sz.get("cells", 1), d["regime"])))
     torch.manual_seed(t["seed"])
     model = PEGNN(spec, **cfg["model"])
     module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
@@ -304,14 +342,14 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     if quiet:
         import logging
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    ckpt = fit(module, train_ds, DictDataset(sample_dict(val)), collate(spec), cfg, run_dir)
+    ckpt = fit(module, train_ds, val_ds, collate(spec), cfg, run_dir)
     if ckpt is None:
         return None
     minutes = (time.time() - t0) / 60
     sd, info = load_policy_checkpoint(ckpt)
     model.load_state_dict(sd)
     info.update({"train_minutes": minutes, "checkpoint": str(ckpt), "command": " ".join(sys.argv),
-                 "regime": d["regime"], "channels": regime_kwargs(d["regime"]), "K_counts": k_counts})
+                 "regime": d["regime"], "channels": regime_kwargs(d["regime"]), "size_counts": size_counts})
     save_policy(run_dir / "policy.pt", "ris", model, info,
                 {"N_RF": sz["N_RF"], "channels": regime_kwargs(d["regime"])})
     if not quiet:
@@ -392,6 +430,8 @@ def trained_with(policy) -> str:
     s = ", ".join(f"{k}={sz[k]}" for k in ("K", "N_B", "N_RF", "N_RE") if k in sz)
     if d.get("mixed_K"):
         s = s.replace(f"K={sz['K']}", f"K ~ two-parameter exponential (mean 2, std 1, ≤ {d['mixed_K']})")
+    if d.get("mixed_N_RE"):
+        s = s.replace(f"N_RE={sz['N_RE']}", f"N_RE in {sorted(d['mixed_N_RE'])}")
     return s
 
 

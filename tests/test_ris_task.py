@@ -142,6 +142,9 @@ def test_pretrained_beats_random_feasible_precoding(shipped):
     (["train", "data.regime=moon"], "data.regime"),
     (["train", "data.power_db=[10,0]"], "data.power_db"),
     (["train", "data.power_db=loud"], "data.power_db"),
+    (["train", "data.mixed_N_RE=[8,0]"], "data.mixed_N_RE"),
+    (["train", "data.mixed_N_RE=many"], "data.mixed_N_RE"),
+    (["train", "data.mixed_N_RE=[8,16]", "data.mixed_K=6"], "data.mixed_N_RE"),
     (["fig5", "--sizes", "10,-3"], "--sizes"),
     (["evaluate", "--n-test", "0"], "--n-test"),
     (["evaluate", "--sweep-checkpoint", "N_XX=pegnn/checkpoints/ris_gnn.pt"], "--sweep-checkpoint"),
@@ -162,6 +165,20 @@ def test_power_range_draws_seeded_per_drop_powers_in_range():
     db = 10 * torch.log10(a / base)
     assert torch.equal(a, b) and not torch.equal(a, sample_dict(ch, [0, 25], seed=4)["P_max"])
     assert db.min() >= -1e-4 and db.max() <= 25 + 1e-4 and db.max() - db.min() > 15, db
+
+
+def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, monkeypatch):
+    from tasks.ris_precoding import DEFAULTS, collate, mixed_N_RE_dataset, task_spec, trained_with
+    monkeypatch.setenv("PEGNN_CACHE", str(tmp_path))
+    sz = DEFAULTS["sizes"]
+    ds, counts = mixed_N_RE_dataset(7, 0, sz, "ris", [6, 4, 6])
+    assert counts == {4: 4, 6: 3} and len(ds) == 7
+    groups = collate(task_spec())([ds[i] for i in range(len(ds))])
+    assert sorted((s["G"].shape[0], s["G"].shape[2]) for _, s in groups) == [(3, 6), (4, 4)]
+    again, _ = mixed_N_RE_dataset(7, 0, sz, "ris", [4, 6])
+    assert all(torch.equal(ds[i]["G"], again[i]["G"]) for i in range(7))     # seeded, cached
+    pol = type("P", (), {"info": {"config": {"sizes": sz, "data": {"mixed_N_RE": [16, 8]}}}})()
+    assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE in [8, 16]"
 
 
 def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
