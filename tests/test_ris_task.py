@@ -142,6 +142,8 @@ def test_pretrained_beats_random_feasible_precoding(shipped):
     (["train", "data.regime=moon"], "data.regime"),
     (["train", "data.power_db=[10,0]"], "data.power_db"),
     (["train", "data.power_db=loud"], "data.power_db"),
+    (["train", "data.cascade_db=[5]"], "data.cascade_db"),
+    (["train", "data.cascade_db=[0,25]", "data.mixed_N_RE=[8,16]"], "data.cascade_db"),
     (["train", "data.mixed_N_RE=[8,0]"], "data.mixed_N_RE"),
     (["train", "data.mixed_N_RE=many"], "data.mixed_N_RE"),
     (["train", "data.mixed_N_RE=[8,16]", "data.mixed_K=6"], "data.mixed_N_RE"),
@@ -157,14 +159,24 @@ def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
 
 
-def test_power_range_draws_seeded_per_drop_powers_in_range():
+def test_power_and_cascade_ranges_draw_seeded_per_drop_gains_in_range():
     from tasks.ris_precoding import sample_dict
     ch = ris_channels(64, seed=1, normalize_noise=True)
-    base = sample_dict(ch)["P_max"]
+    base = sample_dict(ch)
     a, b = sample_dict(ch, [0, 25], seed=3)["P_max"], sample_dict(ch, [0, 25], seed=3)["P_max"]
-    db = 10 * torch.log10(a / base)
+    db = 10 * torch.log10(a / base["P_max"])
     assert torch.equal(a, b) and not torch.equal(a, sample_dict(ch, [0, 25], seed=4)["P_max"])
     assert db.min() >= -1e-4 and db.max() <= 25 + 1e-4 and db.max() - db.min() > 15, db
+    # the cascade gain scales h_r per drop (one factor for all UEs and elements), nothing else
+    c = sample_dict(ch, None, seed=3, cascade_db=[0, 20])
+    ratio = c["h_r"] / base["h_r"]
+    gain = ratio.flatten(1)[:, 0]
+    assert torch.allclose(ratio, gain.reshape(-1, *[1] * (ratio.dim() - 1)).expand_as(ratio))
+    g_db = 20 * torch.log10(gain.abs())
+    assert gain.imag.abs().max() < 1e-6 and g_db.min() >= -1e-3 and g_db.max() <= 20 + 1e-3 and g_db.std() > 3
+    assert torch.equal(c["G"], base["G"]) and torch.equal(c["h_d"], base["h_d"]) and torch.equal(c["P_max"], base["P_max"])
+    both = sample_dict(ch, [0, 25], seed=3, cascade_db=[0, 20])       # power draws do not move
+    assert torch.equal(both["P_max"], a) and torch.equal(both["h_r"], c["h_r"])
 
 
 def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, monkeypatch):
@@ -179,6 +191,8 @@ def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, m
     assert all(torch.equal(ds[i]["G"], again[i]["G"]) for i in range(7))     # seeded, cached
     pol = type("P", (), {"info": {"config": {"sizes": sz, "data": {"mixed_N_RE": [16, 8]}}}})()
     assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE in [8, 16]"
+    pol.info["config"]["data"] = {"cascade_db": [0, 25]}
+    assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 25] dB"
 
 
 def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
