@@ -361,13 +361,18 @@ def main(argv=None) -> int:
     return 0
 
 
-def _print_table(r: dict) -> None:
+def snr_table(r: dict, width: int = 15) -> list[str]:
+    """Lines of an eval result's sum-rate table: a column per method, a row per SNR,
+    and the average over SNR (``tasks.scheduling`` prints its schemes the same way)."""
     snrs = list(r["per_snr"])
     methods = list(r["per_snr"][snrs[0]])
-    print(f"{'SNR':>5} " + " ".join(f"{m:>15}" for m in methods))
-    for s in snrs:
-        print(f"{s:>5} " + " ".join(f"{r['per_snr'][s][m]['sum_rate']:15.2f}" for m in methods))
-    print(f"{'avg':>5} " + " ".join(f"{r['average_over_snr'][m]:15.2f}" for m in methods))
+    return ([f"{'SNR':>5} " + " ".join(f"{m:>{width}}" for m in methods)]
+            + [f"{s:>5} " + " ".join(f"{r['per_snr'][s][m]['sum_rate']:{width}.2f}" for m in methods) for s in snrs]
+            + [f"{'avg':>5} " + " ".join(f"{r['average_over_snr'][m]:{width}.2f}" for m in methods)])
+
+
+def _print_table(r: dict) -> None:
+    print("\n".join(snr_table(r)))
     print(f"TECFP / WMMSE-MMSEInit = {r['ratio_tecfp_over_wmmse_mmseinit']:.3f}")
 
 

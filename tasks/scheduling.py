@@ -454,12 +454,9 @@ def main(argv=None) -> int:
 
 
 def _print_table(r: dict) -> None:
-    snrs = list(r["per_snr"])
-    schemes = list(r["per_snr"][snrs[0]])
-    print(f"{'SNR':>5} " + " ".join(f"{m:>13}" for m in schemes))
-    for s in snrs:
-        print(f"{s:>5} " + " ".join(f"{r['per_snr'][s][m]['sum_rate']:13.2f}" for m in schemes))
-    print(f"{'avg':>5} " + " ".join(f"{r['average_over_snr'][m]:13.2f}" for m in schemes))
+    from tasks.precoding import snr_table
+    print("\n".join(snr_table(r, width=13)))
+    schemes = list(next(iter(r["per_snr"].values())))           # the table's column order
     print(f"{'s/smp':>5} " + " ".join(f"{r['sec_per_sample'][m]:13.2e}" for m in schemes))
     print("TEUS / Greedy (avg over SNR): " + ", ".join(f"{p} {v:.3f}" for p, v in r["teus_over_greedy"].items()))
 
