@@ -28,11 +28,15 @@ def test_top_k_selects_exactly_k_largest():
             TEUSPolicy.top_k(s, bad)
 
 
-def test_teus_scores_equivariant_to_users_invariant_to_antennas():
+@pytest.mark.parametrize("attention", ["none", "auto"])
+def test_teus_scores_equivariant_to_users_invariant_to_antennas(attention):
     """Eqs. (40)-(42): permuting candidates permutes the scores; permuting UE or BS
-    antennas leaves them unchanged (float64, random weights)."""
+    antennas leaves them unchanged (float64, random weights) — for the paper's TEUSN
+    and for the plan's user attention (the task default)."""
     torch.manual_seed(0)
-    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), **{**TEUSN, "hidden": 8, "layers": 2}).double()
+    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"),
+                  **{**TEUSN, "hidden": 8, "layers": 2, "attention": attention}).double()
+    assert [len(l.attention) for l in model.layers] == [int(attention == "auto")] * 2
     pol = TEUSPolicy(model)
     H = rayleigh_channels(3, 6, 2, 8, seed=1)
     y = pol.logits(H, 0.1).double()
