@@ -68,11 +68,16 @@ def collate(spec, noise_feature: str = "sigma2", attention=()):
     (the dense path needs none, ragged batches under user attention do)."""
     from pegnn.policies import noise_input
     from pegnn.train import GraphCollate
-    sets = () if attention in (None, "none", False) else ([attention] if isinstance(attention, str) else attention)
+    if attention in (None, "none", False):
+        pairs = ()
+    elif attention in ("auto", "all"):      # the plan's attention sets / every state axis
+        pairs = attention
+    else:
+        pairs = (attention,) if isinstance(attention, str) else tuple(attention)
     return GraphCollate(spec, sizes_of=lambda s: {"ue": s["H"].shape[0], "ant_ue": s["H"].shape[1],
                                                   "ant_bs": s["H"].shape[2]},
                         graph_inputs=lambda b: {"H": b["H"], "noise": noise_input(b["noise_var"], noise_feature)},
-                        pairs="auto" if sets in ("auto", "all") else tuple(sets))
+                        pairs=pairs)
 
 
 def training_set(d: dict, sz: dict):

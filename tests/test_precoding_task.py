@@ -81,3 +81,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):
     assert r.returncode == 2, r.stderr[-2000:]
     err = [l for l in r.stderr.strip().splitlines() if l.strip()]
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], r.stderr
+
+
+
+@pytest.mark.parametrize("attention", ["auto", "all", "ue", ["ue"], "none"])
+def test_collate_builds_batches_for_every_attention_option(attention):
+    """``model.attention`` values reach the collate as given ("auto" used to be wrapped
+    in a list and rejected as a set name): the batch caches the user pairs whenever
+    attention is on, and the model with that option runs on it."""
+    from pegnn import PEGNN, TEPN
+    from pegnn.graph import STATE
+    from pegnn.spec import load_spec
+    from tasks.precoding import SPEC, collate
+    spec = load_spec(SPEC)
+    samples = [{"H": rayleigh_channels(1, 3, 2, 4, seed=k)[0], "noise_var": torch.tensor(0.1)} for k in range(2)]
+    [(g, stacked)] = collate(spec, "sigma2", attention)(samples)
+    assert ((STATE, "pair_ue", STATE) in g.edge_types) == (attention != "none")
+    out = PEGNN(spec, **{**TEPN, "attention": attention})(g)
+    assert out["A"].shape[0] == 2 and all(torch.isfinite(v).all() for v in out.values())
