@@ -343,20 +343,20 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         except (TypeError, ValueError):
             raise ValueError(f"train.{key}: expected a number, got {t[key]!r}") from None
     t0 = time.time()
+    at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
+                                       d["regime"])
     if d.get("mixed_K"):
         train_ds, size_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
     elif d.get("mixed_N_RE") is not None:
         train_ds, size_counts = mixed_N_RE_dataset(d["n_train"], d["seed"], sz, d["regime"], d["mixed_N_RE"])
     else:
-        train_ds, size_counts = DictDataset(sample_dict(channels(d["n_train"], d["seed"], sz["K"], sz["N_B"],
-                                                                 sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
-                                                                 d["regime"]), d.get("power_db"), d["seed"],
-                                                         d.get("cascade_db"))), None
+        train_ds = DictDataset(sample_dict(at_size(d["n_train"], d["seed"]), d.get("power_db"), d["seed"],
+                                           d.get("cascade_db")))
+        size_counts = None
     if d.get("mixed_N_RE") is not None:     # validate on the training mixture, not on one of its sizes
         val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
     else:
-        val_ds = DictDataset(sample_dict(channels(d["n_val"], d["val_seed"], sz["K"], sz["N_B"], sz["N_RF"],
-                                                  sz["N_RE"], sz.get("cells", 1), d["regime"])))
+        val_ds = DictDataset(sample_dict(at_size(d["n_val"], d["val_seed"])))
     torch.manual_seed(t["seed"])
     model = PEGNN(spec, **cfg["model"])
     module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
