@@ -43,13 +43,22 @@ def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
 
 class TECFPPolicy:
     """TECFP (paper 000 Sec. IV-B): TEPN predicts the auxiliary tensors (A, U) and the
-    closed form CFP (6) turns them into the precoder."""
+    closed form CFP (6) turns them into the precoder.
+
+    ``refine = T > 0`` follows the CFP with ``T`` WMMSE steps in the same closed form
+    (:func:`pegnn.wireless.cfp_refine`): "TECFP+T", a speed/quality knob on top of the
+    paper's TECFP (``refine = 0``); a policy trained with ``policy.refine = T`` learned
+    its (A, U) for what the steps make of them.
+    """
 
     kind = "tecfp"
 
-    def __init__(self, model: PEGNN, P_T: float = 1.0, noise_feature: str = "sigma2"):
+    def __init__(self, model: PEGNN, P_T: float = 1.0, noise_feature: str = "sigma2", refine: int = 0):
         self.model, self.spec, self.P_T = model.eval(), model.spec, P_T
         self.noise_feature = noise_feature
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise ValueError(f"TECFPPolicy: refine must be a non-negative int, got {refine!r}")
+        self.refine = refine
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""
@@ -64,8 +73,10 @@ class TECFPPolicy:
     @torch.no_grad()
     def __call__(self, H: Tensor, noise_var) -> Tensor:
         from .wireless.precoders import cfp
+        from .wireless.wmmse import cfp_refine
         A, U = self.auxiliary(H, noise_var)
-        return cfp(H.to(torch.complex64), A, U, noise_var, P_T=self.P_T)
+        H = H.to(torch.complex64)
+        return cfp_refine(H, cfp(H, A, U, noise_var, P_T=self.P_T), noise_var, self.refine, P_T=self.P_T)
 
 
 class TEUSPolicy:
@@ -124,25 +135,31 @@ def save_policy(path: str | Path, kind: str, model: PEGNN, info: Mapping | None 
                 "policy_kwargs": dict(policy_kwargs or {})}, path)
 
 
-def load_policy(path: str | Path):
-    """Load a policy file written by :func:`save_policy`."""
+def load_policy(path: str | Path, **policy_kwargs):
+    """Load a policy file written by :func:`save_policy`; keyword arguments override the
+    policy keyword arguments stored in it."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     spec = ProblemSpec.from_dict(ck["spec"], source=str(path))
     model = PEGNN(spec, **ck["model"])
     model.load_state_dict(ck["state_dict"])
-    policy = _KINDS[ck["kind"]](model, **ck.get("policy_kwargs", {}))
+    try:
+        policy = _KINDS[ck["kind"]](model, **{**ck.get("policy_kwargs", {}), **policy_kwargs})
+    except TypeError as e:  # an override the policy class does not take
+        raise ValueError(f"{path}: a {ck['kind']!r} policy takes no {sorted(policy_kwargs)} ({e})") from None
     policy.info = ck.get("info", {})
     return policy
 
 
-def pretrained(name: str):
+def pretrained(name: str, **policy_kwargs):
     """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
-    ``"teus"`` (paper 000) or ``"ris_gnn"`` (paper 002)."""
+    ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"teus"`` (paper
+    000) or ``"ris_gnn"`` (paper 002). Keyword arguments override the
+    policy's own (e.g. ``pretrained("tecfp", refine=5)``)."""
     path = CHECKPOINTS / f"{name}.pt"
     if not path.exists():
         have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
         raise ValueError(f"no shipped policy {name!r}; available: {have or 'none yet'}")
-    return load_policy(path)
+    return load_policy(path, **policy_kwargs)
 
 
 class RISPolicy:

@@ -39,7 +39,7 @@ from .precoders import _stack_to_V, mmse
 from .rates import (_LN2, _as_complex, _check_channel, _check_finite, _check_precoder, _noise,
                     _positive, _rate_terms, _real)
 
-__all__ = ["wmmse", "wmmse_best_of", "wmmse_auxiliary"]
+__all__ = ["wmmse", "wmmse_best_of", "wmmse_auxiliary", "cfp_refine"]
 
 _BISECT_RTOL = 1e-12
 _BISECT_MAX = 64
@@ -252,3 +252,38 @@ def wmmse_auxiliary(H: torch.Tensor, V: torch.Tensor, noise_var):
     F = torch.linalg.solve_triangular(Lw, Fs / sigma, upper=False, left=False)  # (σ F L) L^{-1} / σ
     Xi = Lw @ Lw.mH
     return F.mH.to(out_dtype), Xi.to(out_dtype)
+
+
+def cfp_refine(H: torch.Tensor, V: torch.Tensor, noise_var, steps: int, P_T: float = 1.0) -> torch.Tensor:
+    r"""``steps`` WMMSE iterations in the closed form CFP (6) of paper 000, from ``V``.
+
+    One step is :math:`(\mathbf{A}, \mathbf{U}) \leftarrow` :func:`wmmse_auxiliary`
+    :math:`(\mathbf{H}, \mathbf{V})` (WMMSE steps 1-2: receive filters and weights, eqs.
+    (8)-(9)), then :math:`\mathbf{V} \leftarrow` ``cfp(H, A, U)`` (eq. (6): step 3 with
+    the closed-form :math:`\mu = \mathrm{tr}(\mathbf{UAA}^H)\sigma^2/P_T` and the scaling
+    :math:`\gamma` instead of Shi's bisection). A converged WMMSE precoder is a fixed
+    point (see :func:`wmmse_auxiliary`). Unlike :func:`wmmse` there is no stopping
+    rule and no bisection, so the map is differentiable: a TECFP can be trained through
+    it (``policy.refine`` in ``tasks/precoding.py``). Every step is equivariant to the
+    permutations of eq. (11), so a refined TECFP keeps its symmetry.
+
+    Why it pays: from the TEPN's CFP, 3 steps reach 0.978 and 5 steps 0.988 of
+    WMMSE-MMSEInit's average sum rate (UMa, (32, 8, 2), 0-40 dB; MMSE + 10 exact WMMSE
+    iterations reach 0.834) at ~0.05 ms per step and drop.
+
+    *Shapes*: ``H`` ``[B, K, N_R, N_T]``, ``V`` ``[B, K, N_S, N_T]``, ``noise_var`` float
+    or ``[B]`` → ``V`` ``[B, K, N_S, N_T]`` in the dtype of ``V`` (power ``P_T``), computed
+    in complex128.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"cfp_refine: steps must be a non-negative int, got {steps!r}")
+    from .precoders import cfp
+    if steps == 0:
+        return V
+    # complex128 throughout: the steps invert C_k, E_k and a K N_S system each time, and
+    # rounding compounds over steps (in complex64 permuted inputs differed by ~5e-3 relative)
+    dt, H, V = V.dtype, H.to(torch.complex128), V.to(torch.complex128)
+    for _ in range(steps):
+        A, U = wmmse_auxiliary(H, V, noise_var)
+        V = cfp(H, A, U, noise_var, P_T=P_T)
+    return V.to(dt)
