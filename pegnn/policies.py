@@ -18,6 +18,7 @@ from torch import Tensor
 from .graph import build_batch
 from .models import PEGNN
 from .spec import ProblemSpec
+from .wireless.rates import _non_negative_int
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "pretrained", "save_policy", "load_policy", "noise_input", "CHECKPOINTS"]
 
@@ -56,9 +57,7 @@ class TECFPPolicy:
     def __init__(self, model: PEGNN, P_T: float = 1.0, noise_feature: str = "sigma2", refine: int = 0):
         self.model, self.spec, self.P_T = model.eval(), model.spec, P_T
         self.noise_feature = noise_feature
-        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-            raise ValueError(f"TECFPPolicy: refine must be a non-negative int, got {refine!r}")
-        self.refine = refine
+        self.refine = _non_negative_int("TECFPPolicy", "refine", refine)
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""

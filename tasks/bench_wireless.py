@@ -34,6 +34,8 @@ from typing import Callable
 
 import torch
 
+from pegnn.cpu import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "results" / "bench" / "wireless.json"
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {}
@@ -182,6 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--greedy-samples", type=int, default=10)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args(argv)
+    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
     names = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(names) - set(SECTIONS))
     if unknown:

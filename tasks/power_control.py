@@ -59,6 +59,8 @@ from pathlib import Path
 
 import torch
 
+from pegnn.cpu import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "power_control_pc.yaml"
 P_MAX = 1.0          # normalised units: powers are fractions of the physical P_max
@@ -404,6 +406,7 @@ def main(argv=None) -> int:
             q.add_argument("--n-test", type=int, default=2000)
             q.add_argument("--quick", action="store_true", help="K = 5, 20 only")
     args = ap.parse_args(argv)
+    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
     torch.set_num_threads(1)
     try:
         if args.cmd == "train":

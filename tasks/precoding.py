@@ -42,6 +42,9 @@ from pathlib import Path
 
 import torch
 
+from pegnn.cpu import keep_freed_memory
+from pegnn.wireless.rates import _non_negative_int
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_precoding.yaml"
 SNRS = list(range(0, 41, 5))
@@ -122,9 +125,7 @@ def train(cfg: dict) -> Path:
     from pegnn.models import PEGNN
     from pegnn.policies import save_policy
     from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
-    refine = cfg["policy"]["refine"]
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"policy.refine: expected a non-negative int, got {refine!r}")
+    refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])
     sz, d = cfg["sizes"], cfg["data"]
     tr = training_set(d, sz)
@@ -400,6 +401,7 @@ def main(argv=None) -> int:
                        help="torch threads (default: 1 for commands that time methods, see "
                             "pegnn.train.set_threads; torch's default for training)")
     args = ap.parse_args(argv)
+    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
     try:
         from pegnn.train import set_threads
         if args.threads is not None or args.cmd not in ("train", "labels"):

@@ -149,6 +149,8 @@ from pathlib import Path
 
 import torch
 
+from pegnn.cpu import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ris_pr.yaml"
 RESULTS = ROOT / "results" / "ris_precoding"
@@ -703,6 +705,7 @@ def main(argv=None) -> int:
         else:
             q.add_argument("--n", type=int, default=500)
     args = ap.parse_args(argv)
+    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
     try:
         if args.cmd in ("train", "fig5"):
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)

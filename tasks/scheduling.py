@@ -69,6 +69,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pegnn.cpu import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_scheduling.yaml"
 SNRS = [0, 10, 20, 30, 40]
@@ -423,6 +425,7 @@ def main(argv=None) -> int:
                        help="torch threads (default: 1 for commands that time methods, see "
                             "pegnn.train.set_threads; torch's default for training)")
     args = ap.parse_args(argv)
+    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
     try:
         from pegnn.train import set_threads
         if args.threads is not None or args.cmd not in ("train", "labels"):

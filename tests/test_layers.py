@@ -191,15 +191,51 @@ def test_mdi_is_invariant_within_each_group(pooling):
         assert torch.allclose(out[0], x[src[dst == 0]].mean(0))
 
 
+def pma_by_definition(mdi: MDI, X: torch.Tensor) -> torch.Tensor:
+    """Eqs. (26)-(30) of paper 000 literally, for one group X ``[M, C]``: keys and
+    values of FFC(X), one query from the seed, softmax per head, MAB."""
+    H, C = mdi.heads, mdi.channels
+    d = C // H
+    Y = mdi.ffc_in(X)
+    q, k, v = mdi.q(mdi.seed).view(H, d), mdi.k(Y).view(-1, H, d), mdi.v(Y).view(-1, H, d)
+    heads = []
+    for h in range(H):
+        a = torch.softmax(k[:, h] @ q[h] / d ** 0.5, 0)
+        heads.append(a @ v[:, h])
+    M = mdi.norm(mdi.seed[0] + mdi.o(torch.cat(heads)))
+    return M + torch.relu(mdi.ffc_out(M))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_pma_matches_its_definition_sparse_and_dense(heads):
+    """The folded PMA (score and value projections moved onto the pooled state) is
+    eqs. (26)-(30), on the scatter path and on the dense path."""
+    spec, g, lay = layout_for("ris_pr", "cell=2,ue=[2,1],rf=2,ant_bs=[2,3],re=3", False)
+    torch.manual_seed(1)
+    mdi = MDI(4, "pma", heads=heads)
+    for p in mdi.parameters():                       # non-trivial biases and norm affine
+        torch.nn.init.normal_(p)
+    src, dst = g[STATE, "pools", "W_BB"].edge_index
+    x = torch.randn(lay.E, 4)
+    out = mdi(x, g[STATE, "pools", "W_BB"].edge_index, g["W_BB"].num_nodes)
+    for o in dst.unique():
+        assert torch.allclose(out[o], pma_by_definition(mdi, x[src[dst == o]]), atol=1e-10)
+    xd = torch.randn(2, 3, 5, 4)                     # dense: pool dims 1 and 2
+    want = torch.stack([pma_by_definition(mdi, xd[b].reshape(-1, 4)) for b in range(2)])
+    assert torch.allclose(mdi.forward_dense(xd, [1, 2]), want, atol=1e-10)
+
+
 # ---------------------------------------------------------------- attention
-@pytest.mark.parametrize("kind", ["inner", "softmax"])
+@pytest.mark.parametrize("kind,loop_max", [("inner", 8), ("inner", 0), ("softmax", 8)])
 @pytest.mark.parametrize("dense", [True, False])
-def test_attention_matches_its_definition(kind, dense):
+def test_attention_matches_its_definition(kind, loop_max, dense, monkeypatch):
     """m_{k,o} = 1/n Σ_{j≠k} α_kj ⊙ v(x_{j,o}) with α_kj = mean_o f1(x_ko) ⊙ f2(x_jo)
-    (inner), or the softmax over j ≠ k of <q(x̄_k), k(x̄_j)>/√C (softmax)."""
+    (inner), or the softmax over j ≠ k of <q(x̄_k), k(x̄_j)>/√C (softmax). Dense inner
+    attention is checked on both of its routes (loop over j, and einsum)."""
     K, NR, NT, C = 3, 2, 3, 4
     spec, g, lay = layout_for("tenn_precoding", f"ue={K},ant_ue={NR},ant_bs={NT}", dense)
     torch.manual_seed(0)
+    monkeypatch.setattr(SetAttention, "LOOP_MAX", loop_max)
     att = SetAttention(C, 0, "ue", nested=False, kind=kind)
     x = torch.randn(lay.E, C)
     m = att(lay.to_dense(x) if lay.dense else x, lay)["all"]

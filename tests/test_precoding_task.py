@@ -121,7 +121,7 @@ def test_mixed_K_training_runs_on_both_sizes(tmp_path):
     (["train", "data.mixed_K=3"], "data.mixed_K: expected a list of positive ints"),
     (["train", "model.hiden=3"], "model.hiden: unknown key"),
     (["demo", "--pretrained", "--n-test", "0"], "--n-test"),
-    (["train", "policy.refine=-1"], "policy.refine: expected a non-negative int"),
+    (["train", "policy.refine=-1"], "policy.refine must be a non-negative int"),
     (["evaluate", "--refine", "0"], "--refine: expected positive step counts"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):

@@ -110,3 +110,15 @@ def test_lr_decays_once_by_steps_or_by_the_time_budget():
     m.max_seconds, m._t0 = 10.0, 0.0      # pretend training started long ago: half the budget is gone
     m.on_train_batch_start(None, 0)
     assert m.decayed_at == 0 and m._lr_factor(1) == 0.1
+
+
+def test_keep_freed_memory_applies_on_glibc_and_is_idempotent():
+    import platform
+
+    from pegnn.cpu import keep_freed_memory
+    applied = keep_freed_memory()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    assert keep_freed_memory() is applied
+    x = torch.randn(1 << 20)                 # 4 MiB blocks still allocate and free normally
+    assert torch.equal(torch.relu(x).clone(), x.clamp_min(0))

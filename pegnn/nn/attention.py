@@ -56,6 +56,9 @@ class _Scorer(nn.Module):
 class SetAttention(nn.Module):
     """See the module docstring. ``axis`` is the index of the set among the state axes."""
 
+    #: dense "inner" attention loops over j up to this set size, else uses einsum
+    LOOP_MAX = 8
+
     def __init__(self, channels: int, axis: int, set_name: str, nested: bool, kind: str = "inner", heads: int = 1):
         super().__init__()
         if kind not in ATTENTION_KINDS:
@@ -95,10 +98,21 @@ class SetAttention(nn.Module):
             norm = n
         v = sc.v(xd)
         if self.kind == "inner":
-            alpha = torch.einsum("bkoc,bjoc->bkjc", sc.f1(xd), sc.f2(xd))
+            f1, f2 = sc.f1(xd), sc.f2(xd)
             # mean over o and the 1/n of the message, folded into the small alpha
-            alpha = alpha * (mask / (xd.shape[2] * norm))[None, :, :, None]
-            m = torch.einsum("bkjc,bjoc->bkoc", alpha, v)
+            scale = (mask / (xd.shape[2] * norm)).to(xd.dtype)[None, :, :, None]
+            if n <= self.LOOP_MAX:
+                # one pass over the state per j: no layout copies. einsum's bmm route
+                # (batch over b and c) copies f1, f2, v and m to channel-first, which
+                # costs more than it saves while n is small (measured: 6 vs 17 ms at
+                # n = 3, 24 vs 69 ms at n = 6; from n ≈ 12 einsum wins)
+                alpha = torch.stack([(f1 * f2[:, j, None]).sum(2) for j in range(n)], 2) * scale
+                m = alpha[:, :, 0, None] * v[:, None, 0]
+                for j in range(1, n):
+                    m = m.addcmul_(alpha[:, :, j, None], v[:, None, j])
+            else:
+                alpha = torch.einsum("bkoc,bjoc->bkjc", f1, f2) * scale
+                m = torch.einsum("bkjc,bjoc->bkoc", alpha, v)
         else:
             q, k = sc.f1(xd.mean(2)), sc.f2(xd.mean(2))               # [B, n, C]
             B, C, H = q.shape[0], q.shape[-1], self.heads

@@ -118,6 +118,15 @@ class Layout:
             self._num_groups[levels] = int(f.max()) + 1 if f.numel() else 0
         return self._num_groups[levels]
 
+    def fibre_id(self, levels: tuple[int, ...]) -> tuple:
+        """A key equal for two level tuples whose fibres are the same sets of entries in
+        this batch. Dense: the averaged dims of size > 1 (a nested axis with one parent
+        makes its within-parent and global levels coincide); sparse: the levels."""
+        if not self.dense:
+            return tuple(levels)
+        shape = self.dense_shape
+        return tuple(d for d in self._dims(levels) if shape[d] > 1)
+
     def pool(self, x: Tensor, levels: tuple[int, ...]) -> Tensor:
         """Mean over the fibre ``levels``, *not* broadcast back: sparse ``[G, C]``,
         dense ``[B, *factors (1 where averaged), C]``. Project this small tensor, then

@@ -110,13 +110,25 @@ class MDE(nn.Module):
         other levels that replaces the term's mean (the attention processor replaces
         the mean along its set that way). A 0-dim tensor there means "this term is
         exactly zero" (an attention scope without pairs): it is skipped."""
-        ys, zero = [], None
+        groups: dict = {}          # fibre → [pooled tensor, its levels, summed weight]
+        zero = None
         for t, w in zip(self.terms, self.weight):
-            p, lv = pooled[t] if pooled is not None and t in pooled else (layout.pool(x, t), t)
-            if p.dim() == 0:
-                zero = p if zero is None else zero + p
-                continue
-            ys.append(layout.expand(p @ w, lv))
+            if pooled is not None and t in pooled:
+                (p, lv), key = pooled[t], ("given", t)
+                if p.dim() == 0:
+                    zero = p if zero is None else zero + p
+                    continue
+            else:
+                # terms whose fibres coincide at these sizes (the within-parent and global
+                # means of a set with one parent) share one mean and one projection:
+                # mean(x) W_1 + mean(x) W_2 = mean(x) (W_1 + W_2)
+                key = layout.fibre_id(t)
+                if key in groups:
+                    groups[key][2] = groups[key][2] + w
+                    continue
+                p, lv = layout.pool(x, t), t
+            groups[key] = [p, lv, w]
+        ys = [layout.expand(p @ w, lv) for p, lv, w in groups.values()]
         bias = self.bias
         if zero is not None:
             bias = zero if bias is None else bias + zero

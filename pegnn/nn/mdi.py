@@ -50,19 +50,45 @@ class MDI(nn.Module):
             self.ffc_out = nn.Linear(channels, channels)
             nn.init.xavier_uniform_(self.seed)
 
+    def _score(self) -> tuple[Tensor, Tensor]:
+        r"""The PMA score as one linear functional of the *un-projected* state.
+
+        With a single query (the seed) the key of eq. (30) folds into it:
+        :math:`\langle \mathbf q_h, \mathbf W_{k,h}(\mathbf W_{in}\mathbf x + \mathbf b_{in})
+        + \mathbf b_{k,h}\rangle / \sqrt{d} = \mathbf u_h^T \mathbf x + c_h`. Returns
+        ``u`` ``[H, C]`` and ``c`` ``[H]`` (scaled by 1/√d)."""
+        H, C = self.heads, self.channels
+        d = C // H
+        q = self.q(self.seed).view(H, d)
+        Wk = self.k.weight.view(H, d, C)
+        qk = torch.einsum("hd,hdc->hc", q, Wk)                      # [H, C]: q_hᵀ W_k,h
+        u = qk @ self.ffc_in.weight
+        c = qk @ self.ffc_in.bias + (q * self.k.bias.view(H, d)).sum(-1)
+        return u / math.sqrt(d), c / math.sqrt(d)
+
+    def _finish(self, z: Tensor, mass: Tensor) -> Tensor:
+        r"""Eqs. (27)-(28) from ``z[g, h]`` = Σ_e a_{e,h} x_e ``[..., H, C]`` and the
+        attention mass Σ_e a_{e,h} ``[..., H, 1]`` (1, or 0 for an empty group): the
+        value FFC(x) and the head projection are linear, so they act on the pooled
+        ``z`` instead of on every entry."""
+        H, C = self.heads, self.channels
+        d = C // H
+        y = z @ self.ffc_in.weight.T + mass * self.ffc_in.bias      # Σ a FFC(x)
+        Wv = self.v.weight.view(H, d, C)
+        heads = torch.einsum("...hc,hdc->...hd", y, Wv) + mass * self.v.bias.view(H, d)
+        m = self.norm(self.seed + self.o(heads.flatten(-2)))          # eq. 28
+        return m + torch.relu(self.ffc_out(m))                        # eq. 27
+
     def forward(self, x: Tensor, edge_index: Tensor, num_out: int) -> Tensor:
         src, dst = edge_index
         if self.pooling == "mean":
             return scatter(x[src], dst, 0, dim_size=num_out, reduce="mean")
-        H, C = self.heads, self.channels
-        y = self.ffc_in(x)[src]                                       # FFC(X), eq. 26
-        q = self.q(self.seed).view(1, H, C // H)
-        k = self.k(y).view(-1, H, C // H)
-        s = (q * k).sum(-1) / math.sqrt(C // H)                       # eq. 30
-        a = softmax(s, dst, num_nodes=num_out, dim=0)                 # over each group
-        heads = scatter(a.repeat_interleave(C // H, 1) * self.v(y), dst, 0, dim_size=num_out, reduce="sum")
-        m = self.norm(self.seed + self.o(heads))                      # eq. 28
-        return m + torch.relu(self.ffc_out(m))                        # eq. 27
+        u, c = self._score()
+        a = softmax((x @ u.T + c)[src], dst, num_nodes=num_out, dim=0)   # [E', H], eqs. 29-30
+        xs = x[src]
+        z = scatter(a[:, :, None] * xs[:, None, :], dst, 0, dim_size=num_out, reduce="sum")
+        mass = scatter(a, dst, 0, dim_size=num_out, reduce="sum")[..., None]
+        return self._finish(z, mass)
 
     def forward_dense(self, x: Tensor, dims: list[int]) -> Tensor:
         """The same pooling on a dense state ``[B, *factors, C]`` over the factor dims
@@ -74,14 +100,10 @@ class MDI(nn.Module):
         x = x.reshape(*lead, -1, x.shape[-1])                       # [..., M, C]
         if self.pooling == "mean":
             return x.mean(-2)
-        H, C = self.heads, self.channels
-        y = self.ffc_in(x)
-        q = self.q(self.seed).view(H, C // H)
-        s = (self.k(y).unflatten(-1, (H, C // H)) * q).sum(-1) / math.sqrt(C // H)   # [..., M, H]
-        a = torch.softmax(s, dim=-2)
-        heads = (a.repeat_interleave(C // H, -1) * self.v(y)).sum(-2)
-        m = self.norm(self.seed[0] + self.o(heads))
-        return m + torch.relu(self.ffc_out(m))
+        u, c = self._score()
+        a = torch.softmax(x @ u.T + c, dim=-2)                       # [..., M, H]
+        z = a.mT @ x                                                 # [..., H, C]
+        return self._finish(z, torch.ones_like(z[..., :1]))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.channels}, pooling={self.pooling}, heads={self.heads})"

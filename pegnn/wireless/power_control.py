@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from .rates import _check_finite, _noise
+from .rates import _check_finite, _noise, _non_negative_int
 
 __all__ = ["pc_rates", "wmmse_power_control", "ofdma_rates", "ofdma_min_bandwidth"]
 
@@ -110,8 +110,7 @@ def wmmse_power_control(G: torch.Tensor, noise_var, P_max=1.0, max_iter: int = 1
     out_dtype = A.dtype
     A = A.to(torch.float64)
     B, K, _ = A.shape
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"{fn}: max_iter must be a non-negative int, got {max_iter!r}")
+    _non_negative_int(fn, "max_iter", max_iter)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"{fn}: tol must be a positive float, got {tol!r}")
     s2 = _noise(fn, noise_var, B, torch.float64, A.device)

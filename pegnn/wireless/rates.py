@@ -132,6 +132,12 @@ def _positive(fn: str, name: str, x) -> float:
     return float(x)
 
 
+def _non_negative_int(fn: str, name: str, x) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+        raise ValueError(f"{fn}: {name} must be a non-negative int, got {x!r}")
+    return x
+
+
 def _real(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 

@@ -37,7 +37,7 @@ import torch
 
 from .precoders import _stack_to_V, mmse
 from .rates import (_LN2, _as_complex, _check_channel, _check_finite, _check_precoder, _noise,
-                    _positive, _rate_terms, _real)
+                    _non_negative_int, _positive, _rate_terms, _real)
 
 __all__ = ["wmmse", "wmmse_best_of", "wmmse_auxiliary", "cfp_refine"]
 
@@ -155,8 +155,7 @@ def wmmse(H: torch.Tensor, noise_var, init="mmse", max_iter: int = 300, tol: flo
     fn = "wmmse"
     H = _check_channel(fn, H)
     P_T = _positive(fn, "P_T", P_T)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"{fn}: max_iter must be a non-negative int, got {max_iter!r}")
+    _non_negative_int(fn, "max_iter", max_iter)
     tol = _positive(fn, "tol", tol)
     B = H.shape[0]
     out_dtype = H.dtype
@@ -275,8 +274,7 @@ def cfp_refine(H: torch.Tensor, V: torch.Tensor, noise_var, steps: int, P_T: flo
     or ``[B]`` → ``V`` ``[B, K, N_S, N_T]`` in the dtype of ``V`` (power ``P_T``), computed
     in complex128.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"cfp_refine: steps must be a non-negative int, got {steps!r}")
+    _non_negative_int("cfp_refine", "steps", steps)
     from .precoders import cfp
     if steps == 0:
         return V
