@@ -82,7 +82,7 @@ class PELayer(nn.Module):
         if self.residual:
             y = y + x
         if not layout.all_updated:
-            y = torch.where(layout.updated.bool(), y, x)
+            y = torch.where(layout.updated, y, x)
         return y
 
 

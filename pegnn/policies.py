@@ -20,7 +20,8 @@ from .models import PEGNN
 from .spec import ProblemSpec
 from .wireless.rates import _non_negative_int
 
-__all__ = ["TECFPPolicy", "TEUSPolicy", "pretrained", "save_policy", "load_policy", "noise_input", "CHECKPOINTS"]
+__all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
+           "noise_input", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
@@ -146,6 +147,20 @@ def load_policy(path: str | Path, **policy_kwargs):
     except TypeError as e:  # an override the policy class does not take
         raise ValueError(f"{path}: a {ck['kind']!r} policy takes no {sorted(policy_kwargs)} ({e})") from None
     policy.info = ck.get("info", {})
+    return policy
+
+
+def compile_policy(policy, **compile_kwargs):
+    """``torch.compile`` the policy's network in place (``nn.Module.compile``); returns
+    the policy. Keyword arguments go to ``torch.compile``.
+
+    Why: between its linear maps the engine does element-wise work (means, products,
+    ReLU, LayerNorm) that eager PyTorch runs one pass over the state at a time; inductor
+    fuses it into generated C++ loops. The shipped RIS GNN (1 thread): 2.12 → 1.49 ms per
+    drop at batch 100, 1.08 ms at batch 20, after a one-off compile of ~16 s (reused
+    from torch's on-disk cache afterwards). Needs a C++ compiler; a new set of sizes
+    compiles once more. Outputs agree with the eager network to float32 rounding."""
+    policy.model.compile(**compile_kwargs)
     return policy
 
 

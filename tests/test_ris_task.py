@@ -222,3 +222,13 @@ def test_cli_exit_code_in_a_process():
     r = subprocess.run([sys.executable, "-m", "tasks.ris_precoding", "train", "sizes.N_RE=0"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "sizes.N_RE" in r.stderr, r.stderr
+
+
+def test_compiled_policy_matches_eager():
+    """compile_policy (torch.compile of the network) changes the speed, not the policy:
+    same outputs to float32 rounding, hence the same symmetry."""
+    from pegnn.policies import compile_policy
+    eager, comp = pretrained("ris_gnn"), compile_policy(pretrained("ris_gnn"))
+    ch = ris_channels(4, seed=3, **eager.channels)
+    for a, b in zip(eager(ch), comp(ch)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

@@ -85,15 +85,15 @@ class SetAttention(nn.Module):
     def _dense(self, x: Tensor, layout: Layout, scope: str, sc: _Scorer) -> Tensor:
         xd, info = layout.axis_dense(x, self.axis)                    # [B, n, O, C]
         n = xd.shape[1]
+        if not layout.has_pairs(self.axis, scope):
+            # No pair in scope (e.g. "across" with a single parent): skip the three
+            # linears and the MDE term (half the attention cost for one cell).
+            return self._no_pairs(sc)
         mask = ~torch.eye(n, dtype=torch.bool, device=x.device)
         if scope != "all":
             same = layout.same_parent_dense(self.axis)
             mask = mask & (same if scope == "within" else ~same)
             norm = layout.factors[self.axis][-1] if scope == "within" else n
-            if not bool(mask.any()):
-                # No pair in scope (e.g. "across" with a single parent): skip the three
-                # linears and the MDE term (half the attention cost for one cell).
-                return self._no_pairs(sc)
         else:
             norm = n
         v = sc.v(xd)

@@ -23,7 +23,6 @@ Both paths compute the same numbers (tests: 1e-5); layers are written once again
 from __future__ import annotations
 
 import math
-from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -59,6 +58,15 @@ class Layout:
             raise ValueError("dense path requested but the batch is not regular (ragged or mixed sizes)")
         self.dense = self.factors is not None if dense is None else bool(dense)
         self._nfac = [len(f) for f in (self.factors or [])]
+        # plain attributes, computed once here (not lazily): torch.compile traces the
+        # layers through them without a graph break
+        self.dense_shape = [self.B] + [n for f in self.factors for n in f] if self.factors else None
+        self.all_updated = bool(st.updated.all())
+        #: f_out's mask (Procedure 1, lines 24-27), bool ``[E, 1]`` or dense-shaped;
+        #: None when every entry is updated
+        self.updated = None if self.all_updated else \
+            (self.to_dense(st.updated[:, None]) if self.dense else st.updated[:, None])
+        self._num_groups: dict = {}
 
     # ------------------------------------------------------------ shapes
     def _regular_factors(self) -> list[list[int]] | None:
@@ -85,10 +93,6 @@ class Layout:
             facs.append(f)
         return facs
 
-    @cached_property
-    def dense_shape(self) -> list[int]:
-        return [self.B] + [n for f in self.factors for n in f]
-
     def to_dense(self, x: Tensor) -> Tensor:
         """``[E, C]`` → ``[B, *factors, C]`` (a view)."""
         return x.view(*self.dense_shape, x.shape[-1])
@@ -107,10 +111,6 @@ class Layout:
     # ------------------------------------------------------------ fibres
     def fib(self, levels: tuple[int, ...]) -> Tensor:
         return self.data[STATE][fibre_key(tuple(levels))]
-
-    @cached_property
-    def _num_groups(self) -> dict:
-        return {}
 
     def num_groups(self, levels: tuple[int, ...]) -> int:
         if levels not in self._num_groups:
@@ -155,16 +155,6 @@ class Layout:
         f = self.fib(levels)
         return scatter(x, f, 0, dim_size=self.num_groups(levels), reduce="mean")[f]
 
-    # ------------------------------------------------------------ masks
-    @cached_property
-    def updated(self) -> Tensor:
-        """f_out's mask (Procedure 1, lines 24-27), ``[E, 1]`` or dense-shaped."""
-        m = self.data[STATE].updated.to(torch.get_default_dtype())[:, None]
-        return self.to_dense(m) if self.dense else m
-
-    @cached_property
-    def all_updated(self) -> bool:
-        return bool(self.data[STATE].updated.all())
 
     # ------------------------------------------------------------ axis helpers
     def axis_size(self, i: int) -> int:
@@ -189,6 +179,12 @@ class Layout:
         """The dense tensor's dims that hold axis i's nesting factors."""
         start = 1 + sum(self._nfac[:i])
         return list(range(start, start + self._nfac[i]))
+
+    def has_pairs(self, i: int, scope: str) -> bool:
+        """Whether two distinct elements of axis i lie in ``scope`` — ``"within"`` one
+        parent, ``"across"`` parents, or ``"all"`` (dense path; from the sizes alone)."""
+        n, fan = self.axis_size(i), self.factors[i][-1]
+        return {"within": fan > 1, "across": n > fan, "all": n > 1}[scope]
 
     def same_parent_dense(self, i: int) -> Tensor:
         """``[n_i, n_i]`` bool: elements of axis i with the same parent (dense path)."""
