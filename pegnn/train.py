@@ -191,9 +191,12 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
 
     ``cfg["train"]`` keys: ``batch_size``, ``max_steps``, ``val_every`` (steps),
     ``seed``, ``devices``, ``num_nodes``, ``strategy``, ``workers``, ``progress``, and
-    optionally ``grad_clip`` (max gradient norm; unset or 0 = no clipping) and ``init``
+    optionally ``grad_clip`` (max gradient norm; unset or 0 = no clipping), ``init``
     (warm start: a policy file or Lightning checkpoint of the same model, see
-    :func:`init_weights`).
+    :func:`init_weights`) and ``compile`` (``torch.compile`` the model in place before
+    the loop: the shipped RIS GNN's training step at batch 32 went from 170 to 112 ms
+    on one thread, after ~42 s of compiling; worth it for runs of a few minutes and
+    more; parameter names and checkpoints are unchanged).
     """
     t = cfg["train"]
     run_dir = Path(run_dir)
@@ -201,6 +204,8 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     L.seed_everything(seed, workers=True, verbose=False)
     if t.get("init"):
         init_weights(module.model, t["init"])
+    if t.get("compile"):
+        module.model.compile(dynamic=False)     # one graph per set of sizes (see compile_policy)
     module.max_seconds = max_time_seconds(t.get("max_time"))
     module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
     dump_config(module.run_info, run_dir / "config.yaml")

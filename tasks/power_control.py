@@ -76,7 +76,7 @@ DEFAULTS = {
     "train": {"batch_size": 128, "max_steps": 1400, "lr": 1e-3, "lr_decay": 0.1, "lr_decay_at": 0.6,
               "val_every": 250, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": "00:00:07:15", "log_every": 20, "val_batch_size": 1000,
-              "grad_clip": None, "init": None},
+              "grad_clip": None, "init": None, "compile": False},
     "run": {"name": None, "out": str(ROOT / "runs" / "power_control")},
 }
 

@@ -59,7 +59,7 @@ DEFAULTS = {
     "train": {"batch_size": 256, "max_steps": 3000, "lr": 5e-4, "lr_decay": 0.1, "lr_decay_at": 0.5,
               "val_every": 250, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 1000,
-              "grad_clip": None, "init": None},
+              "grad_clip": None, "init": None, "compile": False},
     # refine = T: train (and ship) TECFP+T, the CFP followed by T WMMSE steps in CFP form
     "policy": {"refine": 0},
     "run": {"name": "tecfp", "out": str(ROOT / "runs" / "precoding")},

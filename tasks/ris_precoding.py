@@ -178,7 +178,7 @@ DEFAULTS = {
     "train": {"batch_size": 32, "max_steps": 1500, "lr": 2e-3, "lr_decay": 0.1, "lr_decay_at": 0.7,
               "val_every": 150, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": "00:00:30:00", "log_every": 20, "val_batch_size": 250,
-              "grad_clip": 1.0, "init": None},
+              "grad_clip": 1.0, "init": None, "compile": False},
     "run": {"name": "ris_gnn", "out": str(ROOT / "runs" / "ris_precoding")},
 }
 

@@ -90,7 +90,7 @@ DEFAULTS = {
     "train": {"batch_size": 64, "max_steps": 3000, "lr": 5e-4, "lr_decay": 0.1, "lr_decay_at": 0.5,
               "val_every": 500, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 500,
-              "grad_clip": None, "init": None},
+              "grad_clip": None, "init": None, "compile": False},
     "run": {"name": "teus_mmse", "out": str(ROOT / "runs" / "scheduling")},
 }
 
