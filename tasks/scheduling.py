@@ -31,6 +31,10 @@ What differs from the paper, and why:
   (MMSE/WMMSE/TECFP precoding; ``results/scheduling/teus_mmse`` vs ``teus_mmse_att``).
   1500 more steps at LR 2e-4 raised the overlap to 0.874 but not the sum rates
   (0.930/0.961/0.915, ``teus_mmse_att_cont``), so the shipped policy is the 3000-step one.
+  Depth does not help either: L = 6 (``train model.layers=6 train.compile=true
+  run.name=teus_mmse_att_L6``, 20.7 min) reached validation overlap 0.874 (best, step
+  2000; 0.8725 at 3000) and WMMSE-TEUS/Greedy 0.964 on the same 100 test drops
+  (``results/scheduling/teus_mmse_att_L6``) against 0.962: not shipped.
 
 * Loss. The paper takes :math:`\boldsymbol\eta^{pro} = \mathrm{Softmax}(\mathbf y)` and then
   BCE against the K-hot :math:`\boldsymbol\eta^*`. A softmax over users sums to 1, so it
