@@ -23,7 +23,7 @@ changed — D_H = 32 from scratch (66.77 after 3,500 steps, same as D_H = 16), t
 noise feature (from scratch and warm-started: 64.97 at step 1500, 66.2-66.5), user
 attention (65.7 by step 2000) — while 2 steps after the shipped TECFP give 69.28 and the
 shipped TECFP fine-tuned through 2 steps (``tecfp_r2``, 12.6 min) 71.10. On 200 held-out
-drops that is 0.998 of WMMSE-MMSEInit at 31× its speed (TECFP alone: 0.933, 42×).
+drops that is 0.998 of WMMSE-MMSEInit at 31× its speed (TECFP alone: 0.933, 42×; stop-16 timings, see `bench` for current ones).
 
 User attention (``model.attention=auto``: the plan puts it on ``ue``, as for TEUS) did
 not help TECFP at equal steps: D_H = 16, same data and LR, validation sum rate 58.63
