@@ -155,7 +155,6 @@ class Layout:
         f = self.fib(levels)
         return scatter(x, f, 0, dim_size=self.num_groups(levels), reduce="mean")[f]
 
-
     # ------------------------------------------------------------ axis helpers
     def axis_size(self, i: int) -> int:
         """Elements of axis i per graph (dense path only)."""
