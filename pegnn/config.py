@@ -53,7 +53,48 @@ def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defau
         if not isinstance(data, Mapping):
             raise ConfigError(f"{src}: <root>: expected a mapping of settings")
     _merge(cfg, data, src, "", strict=defaults is not None)
-    return apply_overrides(cfg, overrides, strict=defaults is not None)
+    cfg = apply_overrides(cfg, overrides, strict=defaults is not None)
+    if defaults is not None:
+        _check_types(cfg, defaults, "")
+    return cfg
+
+
+def _check_types(cfg: dict, defaults: Mapping, prefix: str) -> None:
+    """Each value must have its default's kind (bool, int, number, string, list), so that
+    ``train.lr=abc`` fails here, in one line, and not minutes later inside the run.
+    ``null`` is always accepted (the consumer decides whether the key is optional), and
+    so is anything where the default is ``None``. Ints are accepted for a float default
+    (and converted); numbers for a string default (YAML reads ``run.name=1`` as an int)."""
+    for k, d in defaults.items():
+        v, path = cfg.get(k), f"{prefix}{k}"
+        if v is None or d is None:
+            continue
+        if isinstance(d, Mapping):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config: {path}: expected a section (mapping), got {v!r}")
+            _check_types(v, d, path + ".")
+            continue
+        is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if isinstance(d, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(d, int):
+            ok, want = is_num and float(v).is_integer(), "an integer"
+            if ok:
+                cfg[k] = int(v)
+        elif isinstance(d, float):
+            ok, want = is_num, "a number"
+            if ok:
+                cfg[k] = float(v)
+        elif isinstance(d, str):
+            ok, want = isinstance(v, str) or is_num, "a string"
+            if ok:
+                cfg[k] = str(v)
+        elif isinstance(d, (list, tuple)):
+            ok, want = isinstance(v, (list, tuple)), "a list"
+        else:
+            ok, want = True, ""
+        if not ok:
+            raise ConfigError(f"config: {path}: expected {want} (default {d!r}), got {v!r}")
 
 
 def apply_overrides(cfg: dict, overrides: Sequence[str], strict: bool = True) -> dict:

@@ -107,6 +107,9 @@ class PEGNN(nn.Module):
                  attention="auto", attention_kind: str = "inner", pooling: str = "pma", heads: int = 1,
                  residual: bool = False, norm: bool = True, dense: bool | None = None):
         super().__init__()
+        for name, v in (("hidden", hidden), ("layers", layers), ("heads", heads)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"PEGNN: {name} must be a positive int, got {v!r}")
         self.spec, self.plan = spec, make_plan(spec)
         self.axes = state_axes(spec, self.plan)
         self.dense = dense

@@ -21,7 +21,7 @@ from .spec import ProblemSpec
 from .wireless.rates import _non_negative_int
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "noise_input", "CHECKPOINTS"]
+           "read_policy_file", "noise_input", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
@@ -135,10 +135,35 @@ def save_policy(path: str | Path, kind: str, model: PEGNN, info: Mapping | None 
                 "policy_kwargs": dict(policy_kwargs or {})}, path)
 
 
-def load_policy(path: str | Path, **policy_kwargs):
-    """Load a policy file written by :func:`save_policy`; keyword arguments override the
-    policy keyword arguments stored in it."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+def read_policy_file(path: str | Path, kind: str | None = None) -> dict:
+    """The dict :func:`save_policy` wrote (``kind``, ``spec``, ``model``, ``state_dict``,
+    ``info``, ``policy_kwargs``), checked. ``kind``, when given, is the kind the caller
+    needs: a file of another kind is refused. Raises ``ValueError`` with one line for a
+    missing file or one that is not a policy file (e.g. a Lightning ``.ckpt``:
+    :func:`pegnn.train.load_policy_checkpoint` reads those)."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such policy file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or foreign file: pickle/zip errors of many kinds
+        raise ValueError(f"{path}: not a policy file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
+            from None
+    missing = [k for k in ("kind", "spec", "model", "state_dict") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise ValueError(f"{path}: not a policy file written by save_policy (missing {missing})")
+    if kind is not None and ck["kind"] != kind:
+        raise ValueError(f"{path}: a {ck['kind']!r} policy, expected a {kind!r} one")
+    return ck
+
+
+def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):
+    """Load a policy file written by :func:`save_policy` (checked by
+    :func:`read_policy_file`, with ``kind`` the kind the caller needs, if any); keyword
+    arguments override the policy keyword arguments stored in it."""
+    ck = read_policy_file(path, kind)
+    if ck["kind"] not in _KINDS:
+        raise ValueError(f"{path}: policy kind {ck['kind']!r} is not one of {sorted(_KINDS)} "
+                         f"(a task's own kind, e.g. 'pc', loads through that task)")
     spec = ProblemSpec.from_dict(ck["spec"], source=str(path))
     model = PEGNN(spec, **ck["model"])
     model.load_state_dict(ck["state_dict"])

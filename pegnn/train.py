@@ -34,8 +34,15 @@ from .config import dump_config
 from .graph import build_batch
 from .spec import ProblemSpec
 
-__all__ = ["DictDataset", "GraphCollate", "PolicyModule", "fit", "git_revision", "load_policy_checkpoint",
-           "set_threads"]
+__all__ = ["DictDataset", "GraphCollate", "PolicyModule", "check_config", "fit", "git_revision",
+           "load_policy_checkpoint", "set_threads"]
+
+#: keys every task config shares, with the range each must lie in; a key a config lacks is skipped
+_POSITIVE_INTS = ("sizes.*", "data.n_train", "data.n_val", "model.hidden", "model.layers", "model.heads",
+                  "train.batch_size", "train.max_steps", "train.val_every", "train.log_every",
+                  "train.val_batch_size", "train.devices", "train.num_nodes")
+_NON_NEGATIVE_INTS = ("train.workers",)
+_POSITIVE_NUMBERS = ("train.lr", "train.lr_decay")
 
 
 def set_threads(n: int) -> None:
@@ -182,6 +189,39 @@ def git_revision(root: str | Path | None = None) -> str:
         return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def check_config(cfg: Mapping) -> None:
+    """Check the keys all task configs share before any work starts (data generation
+    can take minutes): sizes, data counts, model width/depth/heads and the training
+    loop's counts must be positive ints, ``train.lr``/``lr_decay`` positive numbers,
+    ``train.lr_decay_at`` in [0, 1], ``train.grad_clip`` unset or ≥ 0. Raises
+    ``ValueError`` with one line naming the key."""
+    def leaves(pattern):
+        sec, key = pattern.split(".")
+        node = cfg.get(sec)
+        if not isinstance(node, Mapping):
+            return []
+        return [(f"{sec}.{k}", v) for k, v in node.items() if key in ("*", k)]
+
+    def fail(path, v, want):
+        raise ValueError(f"config: {path}: must be {want}, got {v!r}")
+
+    for pat in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+        lo = 0 if pat in _NON_NEGATIVE_INTS else 1
+        for path, v in leaves(pat):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                fail(path, v, "a positive int" if lo else "a non-negative int")
+    for pat in _POSITIVE_NUMBERS:
+        for path, v in leaves(pat):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                fail(path, v, "a positive number")
+    for path, v in leaves("train.lr_decay_at"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            fail(path, v, "a fraction of the steps in [0, 1]")
+    for path, v in leaves("train.grad_clip"):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
+            fail(path, v, "null or a non-negative number")
 
 
 def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,

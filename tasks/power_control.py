@@ -183,13 +183,12 @@ def save_pc_policy(path: Path, model, info: dict) -> None:
 
 
 def load_pc_policy(path: str | Path) -> PCPolicy:
+    from pegnn.policies import read_policy_file
     from pegnn.spec import ProblemSpec
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.power_control train`)")
-    ck = torch.load(p, map_location="cpu", weights_only=False)
-    if ck.get("kind") != "pc":
-        raise ValueError(f"{p}: not a P-C policy (kind {ck.get('kind')!r})")
+    ck = read_policy_file(p, kind="pc")
     spec = ProblemSpec.from_dict(ck["spec"], source=str(p))
     model = build_model(spec, ck["model"])
     model.load_state_dict(ck["state_dict"])
@@ -199,7 +198,8 @@ def load_pc_policy(path: str | Path) -> PCPolicy:
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+    check_config(cfg)
     spec = load_spec(cfg["spec"])
     K, d, ch = int(cfg["sizes"]["K"]), cfg["data"], cfg["channel"]
     tr = d2d_channels(int(d["n_train"]), K, int(d["seed"]), **ch)

@@ -124,7 +124,8 @@ def train(cfg: dict) -> Path:
     from pegnn import load_spec
     from pegnn.models import PEGNN
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+    check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])
     sz, d = cfg["sizes"], cfg["data"]
@@ -369,7 +370,7 @@ def demo(use_pretrained: bool, minutes: float, n_test: int, out_dir: Path, progr
 def _policy(args):
     from pegnn.policies import load_policy, pretrained
     if getattr(args, "checkpoint", None):
-        return load_policy(args.checkpoint)
+        return load_policy(args.checkpoint, kind="tecfp")
     return pretrained("tecfp")
 
 

@@ -324,7 +324,8 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     """Train one GNN; writes ``<run>/policy.pt`` and returns its path."""
     from pegnn.models import PEGNN
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+    check_config(cfg)
     spec = task_spec(cfg["spec"], cfg["features"]["W_0"])
     sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
     _check_sizes(sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1))
@@ -695,7 +696,7 @@ def bench(policy, out: Path, n: int = 500, regime: str = "ris", batches=(20, 50,
 def _policy(args):
     from pegnn.policies import load_policy, pretrained
     if getattr(args, "checkpoint", None):
-        return load_policy(args.checkpoint)
+        return load_policy(args.checkpoint, kind="ris")
     return pretrained("ris_gnn")
 
 
@@ -764,7 +765,7 @@ def main(argv=None) -> int:
                     if not sep or name not in FIG6 or not Path(path).is_file():
                         raise ValueError(f"--sweep-checkpoint {pair!r}: expected SWEEP=FILE with SWEEP one of "
                                          f"{list(FIG6)} and FILE an existing policy.pt")
-                    sweep_pols[name] = load_policy(path)
+                    sweep_pols[name] = load_policy(path, kind="ris")
                 out = Path(args.out or RESULTS / (regime if not args.checkpoint else Path(args.checkpoint).parent.name))
                 evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")

@@ -65,6 +65,7 @@ Outputs: runs under ``runs/scheduling/<name>/`` (``policy.pt``); evaluations und
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -94,7 +95,7 @@ DEFAULTS = {
     "train": {"batch_size": 64, "max_steps": 3000, "lr": 5e-4, "lr_decay": 0.1, "lr_decay_at": 0.5,
               "val_every": 500, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": None, "log_every": 20, "val_batch_size": 500,
-              "grad_clip": None, "init": None, "compile": False},
+              "grad_clip": None, "init": None, "compile": False, "loss": "bce"},
     "run": {"name": "teus_mmse", "out": str(ROOT / "runs" / "scheduling")},
 }
 
@@ -112,9 +113,7 @@ def _tecfp(path=None, required=True):
     """A TECFP policy from ``path``, else the shipped one; ``None`` (or an error) if neither."""
     from pegnn.policies import load_policy, pretrained
     if path:
-        if not Path(path).is_file():
-            raise ValueError(f"TECFP policy {path}: no such file")
-        return load_policy(path)
+        return load_policy(path, kind="tecfp")
     try:
         return pretrained("tecfp")
     except ValueError as e:
@@ -124,10 +123,11 @@ def _tecfp(path=None, required=True):
 
 
 def _check(cfg: dict) -> None:
+    from pegnn.train import check_config
+    check_config(cfg)
     sz, lab = cfg["sizes"], cfg["labels"]
-    for name in ("K_tilde", "K", "N_R", "N_T"):
-        if isinstance(sz[name], bool) or not isinstance(sz[name], int) or sz[name] < 1:
-            raise ValueError(f"sizes.{name}: must be a positive int, got {sz[name]!r}")
+    if cfg["train"]["loss"] not in ("bce", "rank"):
+        raise ValueError(f"train.loss: expected 'bce' (eq. 43) or 'rank', got {cfg['train']['loss']!r}")
     if sz["K"] > sz["K_tilde"]:
         raise ValueError(f"sizes.K: cannot schedule K = {sz['K']} of K_tilde = {sz['K_tilde']} candidates")
     from tasks.labels import PRECODERS
@@ -148,10 +148,25 @@ def labelled(cfg: dict, split: str, shard=None, progress=True):
     return data if shard is not None else {**data, "eta": eta.float()}
 
 
-def objective(samples, out):
-    """BCE (43) on per-user logits; metrics: top-K overlap with the label set and exact match."""
+def objective(samples, out, loss: str = "bce"):
+    r"""The training loss on per-user logits ``y`` ``[B, K̃]`` against the K-hot greedy
+    labels; metrics: top-K overlap with the label set and exact match.
+
+    ``loss="bce"``: the BCE (43) with one independent sigmoid per user (see the module
+    docstring). ``loss="rank"``: a pairwise logistic loss over (selected, unselected)
+    pairs, :math:`\frac{1}{K(\tilde K-K)}\sum_{i:\eta^*_i=1}\sum_{j:\eta^*_j=0}
+    \log(1+e^{y_j-y_i})`, averaged over samples. Why offer it: the output layer keeps
+    the K largest scores, which is invariant to a per-sample shift of ``y``; BCE also asks
+    for a calibrated threshold at 0, the ranking loss asks only for the order."""
     logits, target = out["eta"], samples["eta"]
-    loss = F.binary_cross_entropy_with_logits(logits, target)
+    if loss == "rank":
+        sel = target.bool()
+        diff = logits[:, None, :] - logits[:, :, None]            # [B, i, j] = y_j - y_i
+        pair = (sel[:, :, None] & ~sel[:, None, :]).float()        # i selected, j not
+        loss_value = (F.softplus(diff) * pair).sum((1, 2)) / pair.sum((1, 2))
+        loss = loss_value.mean()
+    else:
+        loss = F.binary_cross_entropy_with_logits(logits, target)
     k = int(target[0].sum())
     from pegnn.policies import TEUSPolicy
     hit = (TEUSPolicy.top_k(logits.detach(), k) & target.bool()).sum(1)
@@ -180,7 +195,7 @@ def train(cfg: dict) -> Path | None:
     torch.manual_seed(cfg["train"]["seed"])
     model = PEGNN(spec, **cfg["model"])
     t = cfg["train"]
-    module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
+    module = PolicyModule(model, functools.partial(objective, loss=t["loss"]), lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
                           max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     t0 = time.time()
@@ -389,14 +404,8 @@ def bench(teus, out: Path, tecfp_path=None, n: int = 200, n_wmmse: int = 10) -> 
 def _policy(args):
     from pegnn.policies import load_policy, pretrained
     if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
-        pol = load_policy(args.checkpoint)
-    else:
-        pol = pretrained("teus")
-    if pol.kind != "teus":
-        raise ValueError(f"--checkpoint {args.checkpoint}: a {pol.kind!r} policy, expected a TEUS one")
-    return pol
+        return load_policy(args.checkpoint, kind="teus")
+    return pretrained("teus")
 
 
 def main(argv=None) -> int:

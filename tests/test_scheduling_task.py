@@ -78,9 +78,29 @@ def test_tiny_training_run_writes_teus_policy(tmp_path):
     assert (pol(H, 0.1, 8).sum(1) == 8).all()
 
 
+def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
+    from tasks.scheduling import objective
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(5, 12, generator=g, dtype=torch.float64)
+    eta = torch.zeros(5, 12, dtype=torch.float64)
+    for b in range(5):
+        eta[b, torch.randperm(12, generator=g)[:8]] = 1
+    loss, _ = objective({"eta": eta}, {"eta": y}, loss="rank")
+    ref = torch.stack([torch.stack([torch.nn.functional.softplus(y[b, j] - y[b, i])
+                                    for i in range(12) for j in range(12) if eta[b, i] == 1 and eta[b, j] == 0]).mean()
+                       for b in range(5)]).mean()
+    assert torch.allclose(loss, ref, rtol=1e-12)
+    shifted, _ = objective({"eta": eta}, {"eta": y + torch.randn(5, 1, generator=g, dtype=torch.float64)}, loss="rank")
+    assert torch.allclose(shifted, loss, rtol=1e-12)
+    bce, _ = objective({"eta": eta}, {"eta": y + 3.0})
+    assert not torch.allclose(bce, objective({"eta": eta}, {"eta": y})[0])   # BCE is not shift-invariant
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "sizes.K=13"], "cannot schedule K = 13 of K_tilde = 12"),
     (["labels", "labels.precoder=zf"], "labels.precoder: unknown precoder 'zf'"),
+    (["train", "train.loss=mse"], "train.loss: expected 'bce' (eq. 43) or 'rank'"),
+    (["evaluate", "--checkpoint", "pegnn/checkpoints/tecfp.pt"], "a 'tecfp' policy, expected a 'teus' one"),
     (["evaluate", "--precoders", "mmse,foo", "--checkpoint", "x.pt"], "--precoders"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):

@@ -40,6 +40,55 @@ def test_config_overrides_and_errors(tmp_path):
     assert load_config({}, ["run.name=1e-3x"], defaults=DEFAULTS)["run"]["name"] == "1e-3x"
 
 
+
+def test_config_values_must_have_their_defaults_kind_and_range(tmp_path, capsys):
+    from pegnn.train import check_config
+    from tasks.precoding import DEFAULTS, main
+    for ov, msg in [("train.lr=abc", "train.lr: expected a number (default 0.0005), got 'abc'"),
+                    ("train.batch_size=2.5", "train.batch_size: expected an integer"),
+                    ("model.norm=3", "model.norm: expected true or false"),
+                    ("data.snrs=5", "data.snrs: expected a list"),
+                    ("model=3", "model: expected a section")]:
+        with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            load_config({}, [ov], defaults=DEFAULTS)
+    cfg = load_config({}, ["train.lr=1", "run.name=7", "train.max_time=null"], defaults=DEFAULTS)
+    assert cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float) and cfg["run"]["name"] == "7"
+    check_config(cfg)
+    for ov, msg in [("sizes.K=-1", "sizes.K: must be a positive int, got -1"),
+                    ("model.hidden=0", "model.hidden: must be a positive int"),
+                    ("sizes.N_T=null", "sizes.N_T: must be a positive int, got None"),
+                    ("train.lr=0", "train.lr: must be a positive number"),
+                    ("train.lr_decay_at=1.5", "train.lr_decay_at: must be a fraction"),
+                    ("train.grad_clip=-1", "train.grad_clip: must be null or a non-negative number"),
+                    ("train.workers=-2", "train.workers: must be a non-negative int")]:
+        with pytest.raises(ValueError, match=msg):
+            check_config(load_config({}, [ov], defaults=DEFAULTS))
+    # the CLI says so in one line, exit 2, before generating any data
+    assert main(["train", "train.lr=abc", f"run.out={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config: train.lr:") and err.count("\n") == 1 and "generating" not in err
+
+
+def test_load_policy_refuses_missing_foreign_and_wrong_kind_files(tmp_path):
+    from pegnn.models import PEGNN
+    from pegnn.policies import CHECKPOINTS
+    with pytest.raises(ValueError, match="no such policy file"):
+        load_policy(tmp_path / "missing.pt")
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a policy file"):
+        load_policy(tmp_path / "x.pt")
+    torch.save({"state_dict": {}}, tmp_path / "y.pt")
+    with pytest.raises(ValueError, match=r"not a policy file written by save_policy \(missing \['kind'"):
+        load_policy(tmp_path / "y.pt")
+    with pytest.raises(ValueError, match="a 'teus' policy, expected a 'tecfp' one"):
+        load_policy(CHECKPOINTS / "teus.pt", kind="tecfp")
+    assert load_policy(CHECKPOINTS / "tecfp.pt", kind="tecfp").kind == "tecfp"
+    from pegnn import load_spec
+    spec = load_spec(ROOT / "graphs" / "tenn_precoding.yaml")
+    for kw in ({"hidden": 0}, {"layers": -1}, {"heads": 1.5}, {"hidden": True}):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            PEGNN(spec, **kw)
+
 def _train(tmp_path, *extra, devices=1):
     env = {**os.environ, "PEGNN_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "tasks.precoding", "train", "data.channel=rayleigh", "data.n_train=256",
