@@ -43,6 +43,19 @@ def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
     return s2 if feature == "sigma2" else -torch.log10(s2)
 
 
+def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str):
+    """The graph batch of the TENN specs (``ue``, ``ant_ue``, ``ant_bs``) for channels
+    ``H`` ``[B, K, N_R, N_T]`` and ``noise_var`` (float or ``[B]``)."""
+    if not torch.is_tensor(H) or H.dim() != 4 or min(H.shape) == 0:
+        raise ValueError(f"{who}: H must be a tensor [B, K, N_R, N_T] (complex), "
+                         f"got {tuple(H.shape) if torch.is_tensor(H) else type(H).__name__}")
+    B, K, N_R, N_T = H.shape
+    s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+    s2 = s2.expand(B) if s2.dim() == 0 else s2
+    return build_batch(spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
+                       {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature)})
+
+
 class TECFPPolicy:
     """TECFP (paper 000 Sec. IV-B): TEPN predicts the auxiliary tensors (A, U) and the
     closed form CFP (6) turns them into the precoder.
@@ -62,12 +75,7 @@ class TECFPPolicy:
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""
-        B, K, N_R, N_T = H.shape
-        s2 = torch.as_tensor(noise_var, dtype=torch.float32).expand(B) if torch.as_tensor(noise_var).dim() == 0 \
-            else torch.as_tensor(noise_var, dtype=torch.float32)
-        g = build_batch(self.spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
-                        {"H": H.to(torch.complex64), "noise": noise_input(s2, self.noise_feature)})
-        out = self.model(g)
+        out = self.model(_channel_batch("TECFPPolicy", self.spec, H, noise_var, self.noise_feature))
         return out["A"], out["U"]
 
     @torch.no_grad()
@@ -99,13 +107,8 @@ class TEUSPolicy:
         self.noise_feature = noise_feature
 
     def logits(self, H: Tensor, noise_var) -> Tensor:
-        """Per-user scores ``[B, K̃]`` (logits of the BCE loss (43))."""
-        B, K, N_R, N_T = H.shape
-        s2 = torch.as_tensor(noise_var, dtype=torch.float32)
-        s2 = s2.expand(B) if s2.dim() == 0 else s2
-        g = build_batch(self.spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
-                        {"H": H.to(torch.complex64), "noise": noise_input(s2, self.noise_feature)})
-        return self.model(g)["eta"]
+        """Per-user scores ``[B, K̃]`` (logits of the BCE loss (43)) from H ``[B, K̃, N_R, N_T]``."""
+        return self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var, self.noise_feature))["eta"]
 
     @staticmethod
     def top_k(scores: Tensor, k: int) -> Tensor:

@@ -32,6 +32,14 @@ def tecfp():
     return pretrained("tecfp")
 
 
+def test_policies_refuse_channels_of_the_wrong_rank(tecfp):
+    H = torch.complex(torch.randn(2, 8, 32), torch.randn(2, 8, 32))
+    with pytest.raises(ValueError, match=r"TECFPPolicy: H must be a tensor \[B, K, N_R, N_T\].*got \(2, 8, 32\)"):
+        tecfp(H, 0.1)
+    with pytest.raises(ValueError, match=r"TEUSPolicy: H must be a tensor"):
+        pretrained("teus")(H, 0.1, 4)
+
+
 def test_shipped_tecfp_shapes_power_and_user_equivariance(tecfp):
     H = rayleigh_channels(6, 8, 2, 32, seed=3).to(torch.complex64)
     V = tecfp(H, 0.1)

@@ -122,6 +122,11 @@ def test_effective_channel_and_input_checks():
         as_ris_channels((ch.h_d[:, :, :3], ch.G, ch.h_r))
     with pytest.raises(ValueError):
         as_ris_channels(ch, noise_var=0.0)
+    W = _cn(torch.Generator().manual_seed(3), 2, 2, 3, 2)     # [B, M, N_B, K per cell]
+    assert torch.isfinite(ris_rate(ch, (W, theta))).all()
+    for out, name in (((W * float("nan"), theta), "precoder"), ((W, theta * float("inf")), "theta")):
+        with pytest.raises(ValueError, match=f"ris_rate: {name} contains NaN or Inf"):
+            ris_rate(ch, out)
 
 
 # ----------------------------------------------------------------------------- step 4

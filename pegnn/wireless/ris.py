@@ -350,6 +350,9 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     else:
         raise ValueError("out must be (baseband, analog, theta) or (W, theta)")
     B, M, U, N_B = ch.h_d.shape
+    for name, x in (("precoder", W), ("theta", theta)):
+        if not bool(torch.isfinite(x).all()):    # say so here rather than return a NaN rate
+            raise ValueError(f"ris_rate: {name} contains NaN or Inf entries; expected finite values")
     if W.shape != (B, M, N_B, U // M) or theta.shape != (B, ch.G.shape[2]):
         raise ValueError(f"precoder {tuple(W.shape)} / theta {tuple(theta.shape)} do not fit "
                          f"channels (want {(B, M, N_B, U // M)} / {(B, ch.G.shape[2])})")
