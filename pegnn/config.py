@@ -8,14 +8,17 @@ Every user mistake raises :class:`ConfigError` with one line naming the key.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-__all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config"]
+__all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config", "positive_int", "non_negative_int",
+           "TaskArgumentParser"]
 
 
 class ConfigError(ValueError):
@@ -136,3 +139,32 @@ def _merge(dst: dict, src: Mapping, source: str, prefix: str, strict: bool) -> N
 def dump_config(cfg: Mapping, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+
+
+def _int_at_least(lo: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+#: argparse ``type=`` for counts: ``--batch -1`` is refused in one line, exit 2
+positive_int = _int_at_least(1, "a positive int")
+non_negative_int = _int_at_least(0, "a non-negative int")
+
+
+class TaskArgumentParser(argparse.ArgumentParser):
+    """The task scripts' parser: a usage mistake (``--n-test 0``, an unknown flag, a
+    missing command) is one line ``error: <prog>: <message> (see --help)`` on stderr and
+    exit status 2, the same shape as every other user error of the tasks. Subcommand
+    parsers inherit the class."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)

@@ -29,11 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from .graph import STATE, state_axes
-from .nn.attention import SetAttention
+from .nn.attention import ATTENTION_KINDS, SetAttention
 from .nn.hoe import HOE, HOE22
 from .nn.layout import Layout
-from .nn.mde import MDE, pattern_terms
-from .nn.mdi import MDI
+from .nn.mde import MDE, PATTERNS, pattern_terms
+from .nn.mdi import MDI, POOLINGS
 from .plan import plan as make_plan
 from .spec import ProblemSpec
 
@@ -110,6 +110,12 @@ class PEGNN(nn.Module):
         for name, v in (("hidden", hidden), ("layers", layers), ("heads", heads)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"PEGNN: {name} must be a positive int, got {v!r}")
+        for name, v, allowed in (("pattern", pattern, PATTERNS), ("attention_kind", attention_kind, ATTENTION_KINDS),
+                                 ("pooling", pooling, POOLINGS)):
+            if v not in allowed:     # checked here too: attention_kind is unused when no set has attention
+                raise ValueError(f"PEGNN: {name} must be one of {list(allowed)}, got {v!r}")
+        if hidden % heads:
+            raise ValueError(f"PEGNN: hidden ({hidden}) must be divisible by heads ({heads})")
         self.spec, self.plan = spec, make_plan(spec)
         self.axes = state_axes(spec, self.plan)
         self.dense = dense

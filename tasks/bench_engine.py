@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pegnn.config import TaskArgumentParser, non_negative_int, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,10 +113,10 @@ def _peak_child(variant: str, batch: int, reps: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tasks.bench engine", description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap = TaskArgumentParser(prog="python -m tasks.bench engine", description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=positive_int, default=256)
+    ap.add_argument("--reps", type=positive_int, default=20)
+    ap.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "engine.json"))
     ap.add_argument("--_peak", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -34,6 +34,7 @@ from typing import Callable
 
 import torch
 
+from pegnn.config import TaskArgumentParser, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,15 +174,15 @@ def bench_greedy(args) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tasks.bench wireless",
+    ap = TaskArgumentParser(prog="python -m tasks.bench wireless",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma-separated subset of {sorted(SECTIONS)}")
-    ap.add_argument("--drops", type=int, default=400, help="UMa drops per timed run")
-    ap.add_argument("--chunk", type=int, default=200, help="UMa drops per Sionna call")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--wmmse-samples", type=int, default=100)
-    ap.add_argument("--greedy-samples", type=int, default=10)
+    ap.add_argument("--drops", type=positive_int, default=400, help="UMa drops per timed run")
+    ap.add_argument("--chunk", type=positive_int, default=200, help="UMa drops per Sionna call")
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--wmmse-samples", type=positive_int, default=100)
+    ap.add_argument("--greedy-samples", type=positive_int, default=10)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args(argv)
     keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)

@@ -39,7 +39,6 @@ and the JSON reports the measured numbers of both next to each other.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from pegnn.config import TaskArgumentParser, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,13 +307,13 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tasks.complexity", description=__doc__.splitlines()[0])
+    ap = TaskArgumentParser(prog="python -m tasks.complexity", description=__doc__.splitlines()[0])
     ap.add_argument("--specs", nargs="+", default=["ris_pr", "mimo_pm"], help=f"some of {sorted(BASE)}")
-    ap.add_argument("--scales", nargs="+", type=int, default=[1, 2, 4])
-    ap.add_argument("--hidden", type=int, default=16)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--scales", nargs="+", type=positive_int, default=[1, 2, 4])
+    ap.add_argument("--hidden", type=positive_int, default=16)
+    ap.add_argument("--layers", type=positive_int, default=2)
+    ap.add_argument("--batch", type=positive_int, default=2)
+    ap.add_argument("--reps", type=positive_int, default=5)
     ap.add_argument("--no-time", action="store_true", help="FLOPs and parameters only")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "complexity.json"))
     args = ap.parse_args(argv)

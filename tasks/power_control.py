@@ -50,7 +50,6 @@ Inference times are of a batched forward from G (graph building included), media
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import torch
 
+from pegnn.config import TaskArgumentParser, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,11 +201,11 @@ def train(cfg: dict) -> Path | None:
     from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
     check_config(cfg)
     spec = load_spec(cfg["spec"])
+    torch.manual_seed(int(cfg["train"]["seed"]))
+    model = build_model(spec, cfg["model"])  # first, so a bad model key fails before the data is made
     K, d, ch = int(cfg["sizes"]["K"]), cfg["data"], cfg["channel"]
     tr = d2d_channels(int(d["n_train"]), K, int(d["seed"]), **ch)
     va = d2d_channels(int(d["n_val"]), K, int(d["val_seed"]), **ch)
-    torch.manual_seed(int(cfg["train"]["seed"]))
-    model = build_model(spec, cfg["model"])
     t = cfg["train"]
     module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
                           max_steps=t["max_steps"])
@@ -392,7 +392,7 @@ def bench(gnn, gnn_all, out: Path, n: int = 500) -> dict:
 # ---------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
-    ap = argparse.ArgumentParser(prog="python -m tasks.power_control", description=__doc__.splitlines()[0])
+    ap = TaskArgumentParser(prog="python -m tasks.power_control", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train the P-C GNN (model.attention=all: the all-attention variant)")
     p.add_argument("--config", help="YAML config (defaults: DEFAULTS in this file)")
@@ -403,7 +403,7 @@ def main(argv=None) -> int:
         q.add_argument("--gnn-all", nargs="+", required=True, help="policy.pt of the all-attention GNN")
         q.add_argument("--out", default=None)
         if name == "evaluate":
-            q.add_argument("--n-test", type=int, default=2000)
+            q.add_argument("--n-test", type=positive_int, default=2000)
             q.add_argument("--quick", action="store_true", help="K = 5, 20 only")
     args = ap.parse_args(argv)
     keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)

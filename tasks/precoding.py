@@ -33,7 +33,6 @@ K N_S × K N_S inverse.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from pegnn.config import TaskArgumentParser, positive_int
 from pegnn.cpu import keep_freed_memory
 from pegnn.wireless.rates import _non_negative_int
 
@@ -128,11 +128,11 @@ def train(cfg: dict) -> Path:
     check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])
+    torch.manual_seed(cfg["train"]["seed"])
+    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the data is made
     sz, d = cfg["sizes"], cfg["data"]
     tr = training_set(d, sz)
     va = channels(d["channel"], d["n_val"], d["val_seed"], sz["K"], sz["N_R"], sz["N_T"], d["snrs"])
-    torch.manual_seed(cfg["train"]["seed"])
-    model = PEGNN(spec, **cfg["model"])
     t = cfg["train"]
     module = PolicyModule(model, functools.partial(objective, refine=refine), lr=t["lr"], lr_decay=t["lr_decay"],
                           lr_decay_at=t["lr_decay_at"], max_steps=t["max_steps"])
@@ -376,7 +376,7 @@ def _policy(args):
 
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
-    ap = argparse.ArgumentParser(prog="python -m tasks.precoding", description=__doc__.splitlines()[0])
+    ap = TaskArgumentParser(prog="python -m tasks.precoding", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train TECFP")
     p.add_argument("--config", help="YAML config (defaults: the paper's setup on a CPU budget)")
@@ -386,19 +386,19 @@ def main(argv=None) -> int:
         q.add_argument("--checkpoint", help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
         q.add_argument("--out", default=None)
-        q.add_argument("--refine", type=int, nargs="*", default=[3, 5], metavar="T",
+        q.add_argument("--refine", type=positive_int, nargs="*", default=[3, 5], metavar="T",
                        help="also report TECFP+T: T WMMSE steps in CFP form after the network (default: 3 5)")
         if name == "evaluate":
-            q.add_argument("--n-test", type=int, default=500)
+            q.add_argument("--n-test", type=positive_int, default=500)
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--quick", action="store_true", help="every other SNR, fewer sizes")
     q = sub.add_parser("demo", help="quick look: TECFP vs ZF/MMSE/WMMSE, table and plot")
     q.add_argument("--pretrained", action="store_true", help="use the shipped policy instead of training")
     q.add_argument("--minutes", type=float, default=3.0, help="training time budget without --pretrained")
-    q.add_argument("--n-test", type=int, default=100)
+    q.add_argument("--n-test", type=positive_int, default=100)
     q.add_argument("--out", default=str(ROOT / "results" / "demo"))
     for q in sub.choices.values():
-        q.add_argument("--threads", type=int, default=None,
+        q.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads (default: 1 for commands that time methods, see "
                             "pegnn.train.set_threads; torch's default for training)")
     args = ap.parse_args(argv)
@@ -407,8 +407,6 @@ def main(argv=None) -> int:
         from pegnn.train import set_threads
         if args.threads is not None or args.cmd not in ("train", "labels"):
             set_threads(1 if args.threads is None else args.threads)
-        if any(T < 1 for T in getattr(args, "refine", ())):
-            raise ValueError(f"--refine: expected positive step counts, got {args.refine}")
         if args.cmd == "demo":
             demo(args.pretrained, args.minutes, args.n_test, Path(args.out), progress=sys.stderr.isatty())
         elif args.cmd == "train":

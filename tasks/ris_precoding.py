@@ -140,7 +140,6 @@ size) is not reproduced in either geometry.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -151,6 +150,7 @@ from pathlib import Path
 
 import torch
 
+from pegnn.config import TaskArgumentParser, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,10 +329,10 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     spec = task_spec(cfg["spec"], cfg["features"]["W_0"])
     sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
     _check_sizes(sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1))
-    for key in ("n_train", "n_val"):
-        if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] <= 0:
-            raise ValueError(f"data.{key}: must be a positive int, got {d[key]!r}")
     regime_kwargs(d["regime"])
+    if d.get("mixed_K") is not None and (isinstance(d["mixed_K"], bool) or not isinstance(d["mixed_K"], int)
+                                         or d["mixed_K"] < 1):
+        raise ValueError(f"data.mixed_K: expected null or the largest K (a positive int), got {d['mixed_K']!r}")
     for key in ("power_db", "cascade_db"):
         if d.get(key) is not None:
             _db_range(key, d[key])
@@ -342,11 +342,8 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         _mixed_N_RE(d["mixed_N_RE"])
         if d.get("mixed_K"):
             raise ValueError("data.mixed_N_RE: not supported together with data.mixed_K")
-    for key in ("lr", "lr_decay", "lr_decay_at"):
-        try:
-            t[key] = float(t[key])      # YAML reads "5e-4" as a string
-        except (TypeError, ValueError):
-            raise ValueError(f"train.{key}: expected a number, got {t[key]!r}") from None
+    torch.manual_seed(t["seed"])
+    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the data is made
     t0 = time.time()
     at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                                        d["regime"])
@@ -362,8 +359,6 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
     else:
         val_ds = DictDataset(sample_dict(at_size(d["n_val"], d["val_seed"])))
-    torch.manual_seed(t["seed"])
-    model = PEGNN(spec, **cfg["model"])
     module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
                           max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
@@ -712,7 +707,7 @@ def _int_list(s: str) -> list[int]:
 
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
-    ap = argparse.ArgumentParser(prog="python -m tasks.ris_precoding", description=__doc__.splitlines()[0])
+    ap = TaskArgumentParser(prog="python -m tasks.ris_precoding", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("train", "fig5"):
         p = sub.add_parser(name)
@@ -720,7 +715,7 @@ def main(argv=None) -> int:
         p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.hidden=16")
         if name == "fig5":
             p.add_argument("--sizes", default="250,1000,4000", help="training-set sizes")
-            p.add_argument("--n-test", type=int, default=500)
+            p.add_argument("--n-test", type=positive_int, default=500)
             p.add_argument("--out", default=None, help="results folder (default results/ris_precoding/fig5_<regime>)")
     for name in ("evaluate", "bench"):
         q = sub.add_parser(name)
@@ -730,14 +725,14 @@ def main(argv=None) -> int:
         q.add_argument("--regime", default=None, choices=sorted(REGIMES),
                        help="channel regime (default: the policy's training regime)")
         if name == "evaluate":
-            q.add_argument("--n-test", type=int, default=500)
+            q.add_argument("--n-test", type=positive_int, default=500)
             q.add_argument("--quick", action="store_true", help="fewer sweep points and drops")
             q.add_argument("--sweep-checkpoint", action="append", default=[], metavar="SWEEP=FILE",
                            help=f"policy for one Fig. 6 sweep ({', '.join(FIG6)}), e.g. "
                                 "N_RE=runs/ris_precoding/ris_gnn_nre10/policy.pt; repeatable")
             q.add_argument("--checkpoint-K", default=None, help="same as --sweep-checkpoint K=FILE")
         else:
-            q.add_argument("--n", type=int, default=500)
+            q.add_argument("--n", type=positive_int, default=500)
             q.add_argument("--no-compile", action="store_true", help="time the eager GNN only")
     args = ap.parse_args(argv)
     keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
@@ -747,8 +742,6 @@ def main(argv=None) -> int:
             if args.cmd == "train":
                 train(cfg)
             else:
-                if args.n_test <= 0:
-                    raise ValueError(f"--n-test: must be positive, got {args.n_test}")
                 fig5(cfg, _int_list(args.sizes), args.n_test, Path(args.out) if args.out else None)
         else:
             n = args.n_test if args.cmd == "evaluate" else args.n

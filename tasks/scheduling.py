@@ -64,7 +64,6 @@ Outputs: runs under ``runs/scheduling/<name>/`` (``policy.pt``); evaluations und
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
@@ -74,6 +73,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pegnn.config import TaskArgumentParser, non_negative_int, positive_int
 from pegnn.cpu import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,10 +190,10 @@ def train(cfg: dict) -> Path | None:
     from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
     _check(cfg)
     spec = load_spec(cfg["spec"])
+    torch.manual_seed(cfg["train"]["seed"])
+    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the labels are made
     show = bool(cfg["train"].get("progress", True))
     tr, va = labelled(cfg, "train", progress=show), labelled(cfg, "val", progress=show)
-    torch.manual_seed(cfg["train"]["seed"])
-    model = PEGNN(spec, **cfg["model"])
     t = cfg["train"]
     module = PolicyModule(model, functools.partial(objective, loss=t["loss"]), lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
                           max_steps=t["max_steps"])
@@ -410,7 +410,7 @@ def _policy(args):
 
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
-    ap = argparse.ArgumentParser(prog="python -m tasks.scheduling", description=__doc__.splitlines()[0])
+    ap = TaskArgumentParser(prog="python -m tasks.scheduling", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("labels", "train"):
         p = sub.add_parser(name, help="greedy labels (cached, sharded)" if name == "labels" else "train TEUSN")
@@ -418,23 +418,23 @@ def main(argv=None) -> int:
         p.add_argument("overrides", nargs="*", help="key=value, e.g. labels.precoder=wmmse train.max_steps=500")
         if name == "labels":
             p.add_argument("--split", default="both", choices=["train", "val", "both"])
-            p.add_argument("--shard", type=int, default=None, help="compute only this shard (parallel jobs)")
+            p.add_argument("--shard", type=non_negative_int, default=None, help="compute only this shard (parallel jobs)")
     for name in ("evaluate", "bench", "fig7"):
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", help="a TEUS policy.pt from a run (default: the shipped one)")
         q.add_argument("--tecfp", help="a TECFP policy.pt (default: the shipped one, if any)")
         q.add_argument("--out", default=None)
         if name == "evaluate":
-            q.add_argument("--n-test", type=int, default=100, help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
+            q.add_argument("--n-test", type=positive_int, default=100, help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,wmmse,tecfp", help="comma list of mmse, wmmse, tecfp")
         if name == "fig7":
-            q.add_argument("--n-test", type=int, default=50, help="test drops per point")
+            q.add_argument("--n-test", type=positive_int, default=50, help="test drops per point")
             q.add_argument("--snr", type=float, default=20.0, help="SNR in dB")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,tecfp", help="comma list of mmse, wmmse, tecfp")
     for q in sub.choices.values():
-        q.add_argument("--threads", type=int, default=None,
+        q.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads (default: 1 for commands that time methods, see "
                             "pegnn.train.set_threads; torch's default for training)")
     args = ap.parse_args(argv)
@@ -459,8 +459,6 @@ def main(argv=None) -> int:
             bad = sorted(set(names) - {"mmse", "wmmse", "tecfp"})
             if bad or not names:
                 raise ValueError(f"--precoders: expected a comma list of mmse, wmmse, tecfp, got {args.precoders!r}")
-            if args.n_test < 1:
-                raise ValueError(f"--n-test: must be a positive int, got {args.n_test}")
             pol = _policy(args)
             if args.cmd == "fig7":
                 import math

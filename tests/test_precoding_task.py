@@ -148,7 +148,7 @@ def test_compiled_training_writes_a_policy_that_loads_eagerly(tmp_path, monkeypa
     (["train", "model.hiden=3"], "model.hiden: unknown key"),
     (["demo", "--pretrained", "--n-test", "0"], "--n-test"),
     (["train", "policy.refine=-1"], "policy.refine must be a non-negative int"),
-    (["evaluate", "--refine", "0"], "--refine: expected positive step counts"),
+    (["evaluate", "--refine", "0"], "argument --refine: expected a positive int, got '0'"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):
     r = _task(tmp_path, *argv)
