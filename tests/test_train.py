@@ -171,3 +171,17 @@ def test_keep_freed_memory_applies_on_glibc_and_is_idempotent():
     assert keep_freed_memory() is applied
     x = torch.randn(1 << 20)                 # 4 MiB blocks still allocate and free normally
     assert torch.equal(torch.relu(x).clone(), x.clamp_min(0))
+
+
+@pytest.mark.parametrize("module, argv, fragment", [
+    ("tasks.bench_engine", ["--batch", "-1"], "argument --batch: expected a positive int, got '-1'"),
+    ("tasks.complexity", ["--scales", "2", "x"], "argument --scales: expected a positive int, got 'x'"),
+    ("tasks.scheduling", ["labels", "--shard", "-1"], "argument --shard: expected a non-negative int"),
+    ("tasks.precoding", ["evaluate", "--nope"], "unrecognized arguments: --nope"),
+])
+def test_task_flag_mistakes_are_one_line_exit_2(module, argv, fragment, capsys):
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
