@@ -34,7 +34,14 @@ What differs from the paper, and why:
   Depth does not help either: L = 6 (``train model.layers=6 train.compile=true
   run.name=teus_mmse_att_L6``, 20.7 min) reached validation overlap 0.874 (best, step
   2000; 0.8725 at 3000) and WMMSE-TEUS/Greedy 0.964 on the same 100 test drops
-  (``results/scheduling/teus_mmse_att_L6``) against 0.962: not shipped.
+  (``results/scheduling/teus_mmse_att_L6``) against 0.962: not shipped. Nor width:
+  D_H = 64 at L = 4 (``model.hidden=64``, 207 k parameters instead of 52 k; 41.8 min
+  sharing the CPU with another run) reached validation overlap 0.877, the highest yet,
+  but WMMSE-TEUS/Greedy 0.962 on the same drops (``teus_mmse_att_h64``). Nor the loss:
+  the pairwise ranking loss ``train.loss=rank`` (see :func:`objective`; 18.3 min)
+  gave overlap 0.874 and 0.9615 (``teus_mmse_att_rank``). The overlap rose from 0.871
+  to 0.877 without moving the sum rate: the users TEUS still gets wrong are the costly
+  ones, and neither capacity nor the ranking objective finds them on this budget.
 
 * Loss. The paper takes :math:`\boldsymbol\eta^{pro} = \mathrm{Softmax}(\mathbf y)` and then
   BCE against the K-hot :math:`\boldsymbol\eta^*`. A softmax over users sums to 1, so it
