@@ -236,6 +236,22 @@ def precoders(names, tecfp_path=None) -> dict:
     return out
 
 
+class LabelOracle:
+    """Stands in for TEUS and returns its training labels exactly: the greedy set over
+    ``precoder`` (``"mmse"`` or ``"wmmse"``, :mod:`tasks.labels`). ``evaluate --oracle
+    mmse`` thus measures what perfect imitation of the labels would reach, the ceiling of
+    a TEUS trained on them; the gap between it and TEUS is the learner's."""
+
+    def __init__(self, precoder: str):
+        from tasks.labels import make_precoder
+        self.P = make_precoder(precoder)[0]
+        self.info = {"labels": precoder, "oracle": True}
+
+    def __call__(self, H, s2, k: int):
+        from pegnn.wireless.scheduling import greedy_schedule
+        return greedy_schedule(H, s2, k, self.P)
+
+
 def _schemes(H, s2, k, teus, precs: dict, seed: int) -> dict:
     """Sum rate (bits/s/Hz, mean over samples) and seconds per sample of every
     scheduler × precoder on one batch; the time covers scheduling *and* the final
@@ -282,7 +298,8 @@ def evaluate(teus, n_test: int, out_dir: Path, names=("mmse", "wmmse", "tecfp"),
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"n_test": n_test, "channel": channel, "channels_key": key,
               "sizes": {"N_T": N_T, "K_tilde": Kt, "K": k, "N_R": N_R},
-              "teus": {"labels": getattr(teus, "info", {}).get("labels"), "model": teus.model.config},
+              "teus": {"labels": getattr(teus, "info", {}).get("labels"),
+                       "model": teus.model.config if hasattr(teus, "model") else "label oracle"},
               "precoders": list(precs), "per_snr": {}}
     for snr in tqdm(SNRS, desc="SNR", disable=not progress):
         s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
@@ -435,6 +452,8 @@ def main(argv=None) -> int:
             q.add_argument("--n-test", type=positive_int, default=100, help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,wmmse,tecfp", help="comma list of mmse, wmmse, tecfp")
+            q.add_argument("--oracle", choices=["mmse", "wmmse"], default=None,
+                           help="schedule with the greedy labels themselves (a perfect imitator) instead of TEUS")
         if name == "fig7":
             q.add_argument("--n-test", type=positive_int, default=50, help="test drops per point")
             q.add_argument("--snr", type=float, default=20.0, help="SNR in dB")
@@ -466,7 +485,12 @@ def main(argv=None) -> int:
             bad = sorted(set(names) - {"mmse", "wmmse", "tecfp"})
             if bad or not names:
                 raise ValueError(f"--precoders: expected a comma list of mmse, wmmse, tecfp, got {args.precoders!r}")
-            pol = _policy(args)
+            if getattr(args, "oracle", None):
+                if args.checkpoint:
+                    raise ValueError("--oracle: schedules without a policy; drop --checkpoint")
+                pol = LabelOracle(args.oracle)
+            else:
+                pol = _policy(args)
             if args.cmd == "fig7":
                 import math
                 if not math.isfinite(args.snr):
@@ -479,10 +503,13 @@ def main(argv=None) -> int:
                             f"{m} {row[m]['sum_rate']:.2f}" for m in row if "-" in m))
                 print(f"wrote {out / 'fig7.json'}, {out / 'fig7_generalisation.png'}")
                 return 0
-            run = Path(args.checkpoint).parent.name if args.checkpoint else "pretrained"
+            run = (f"oracle_{args.oracle}" if args.oracle else
+                   Path(args.checkpoint).parent.name if args.checkpoint else "pretrained")
             out = Path(args.out or ROOT / "results" / "scheduling" / run)
             r = evaluate(pol, args.n_test, out, names, args.tecfp, args.channel)
             _print_table(r)
+            if args.oracle:
+                print(f"(TEUS here = the greedy-{args.oracle.upper()} labels themselves, a perfect imitator)")
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'time_per_sample.png'}")
         elif args.cmd == "bench":
             r = bench(_policy(args), Path(args.out or ROOT / "results" / "bench" / "scheduling.json"), args.tecfp)

@@ -78,6 +78,14 @@ def test_tiny_training_run_writes_teus_policy(tmp_path):
     assert (pol(H, 0.1, 8).sum(1) == 8).all()
 
 
+def test_label_oracle_returns_the_greedy_labels(tmp_path):
+    from tasks.scheduling import LabelOracle
+    H = rayleigh_channels(3, 12, 2, 32, seed=4)
+    s2 = torch.full((3,), 0.1)
+    eta = greedy_labels(H, s2, 8, "mmse", channels_key="oracle-test", cache=tmp_path, progress=False)
+    assert torch.equal(LabelOracle("mmse")(H, s2, 8), eta.bool())
+
+
 def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
     from tasks.scheduling import objective
     g = torch.Generator().manual_seed(0)
@@ -100,6 +108,7 @@ def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
     (["train", "sizes.K=13"], "cannot schedule K = 13 of K_tilde = 12"),
     (["labels", "labels.precoder=zf"], "labels.precoder: unknown precoder 'zf'"),
     (["train", "train.loss=mse"], "train.loss: expected 'bce' (eq. 43) or 'rank'"),
+    (["evaluate", "--oracle", "mmse", "--checkpoint", "pegnn/checkpoints/teus.pt"], "--oracle: schedules without"),
     (["evaluate", "--checkpoint", "pegnn/checkpoints/tecfp.pt"], "a 'tecfp' policy, expected a 'teus' one"),
     (["evaluate", "--precoders", "mmse,foo", "--checkpoint", "x.pt"], "--precoders"),
 ])
