@@ -86,6 +86,21 @@ def test_label_oracle_returns_the_greedy_labels(tmp_path):
     assert torch.equal(LabelOracle("mmse")(H, s2, 8), eta.bool())
 
 
+def test_rate_weighted_bce_weights_samples_by_their_rate_scale():
+    from tasks.scheduling import objective
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(4, 12, generator=g, dtype=torch.float64)
+    eta = (torch.rand(4, 12, generator=g) > 0.5).double()
+    s2 = torch.tensor([1.0, 1e-1, 1e-3, 1e-4], dtype=torch.float64)
+    got, _ = objective({"eta": eta, "noise_var": s2}, {"eta": y}, loss="bce_rate")
+    w = torch.log2(1 + 1 / s2)
+    per = torch.stack([torch.nn.functional.binary_cross_entropy_with_logits(y[n], eta[n]) for n in range(4)])
+    assert torch.allclose(got, (per * w).sum() / w.sum(), rtol=1e-12)
+    same, _ = objective({"eta": eta, "noise_var": torch.full((4,), 0.1, dtype=torch.float64)}, {"eta": y},
+                        loss="bce_rate")
+    assert torch.allclose(same, objective({"eta": eta}, {"eta": y})[0], rtol=1e-12)   # equal SNRs: plain BCE (43)
+
+
 def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
     from tasks.scheduling import objective
     g = torch.Generator().manual_seed(0)
@@ -107,7 +122,7 @@ def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "sizes.K=13"], "cannot schedule K = 13 of K_tilde = 12"),
     (["labels", "labels.precoder=zf"], "labels.precoder: unknown precoder 'zf'"),
-    (["train", "train.loss=mse"], "train.loss: expected 'bce' (eq. 43) or 'rank'"),
+    (["train", "train.loss=mse"], "train.loss: expected 'bce' (eq. 43), 'bce_rate' or 'rank'"),
     (["evaluate", "--oracle", "mmse", "--checkpoint", "pegnn/checkpoints/teus.pt"], "--oracle: schedules without"),
     (["evaluate", "--checkpoint", "pegnn/checkpoints/tecfp.pt"], "a 'tecfp' policy, expected a 'teus' one"),
     (["evaluate", "--precoders", "mmse,foo", "--checkpoint", "x.pt"], "--precoders"),
