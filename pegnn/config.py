@@ -4,7 +4,10 @@
 
 Values in overrides are parsed as YAML (``3`` → int, ``[1, 2]`` → list, ``none`` → None);
 ``3e-4`` is a float, as in YAML 1.2 (PyYAML's 1.1 rules would read it as a string).
-Every user mistake raises :class:`ConfigError` with one line naming the key.
+Every user mistake raises :class:`ConfigError` with one line naming the key; with
+``defaults`` every value must also have its default's kind. The task scripts' command
+lines use :class:`TaskArgumentParser` and the ``positive_int``/``non_negative_int`` flag
+types, so their flag mistakes are one line too.
 """
 from __future__ import annotations
 
