@@ -194,8 +194,7 @@ def objective(samples, out, loss: str = "bce"):
         sel = target.bool()
         diff = logits[:, None, :] - logits[:, :, None]            # [B, i, j] = y_j - y_i
         pair = (sel[:, :, None] & ~sel[:, None, :]).float()        # i selected, j not
-        loss_value = (F.softplus(diff) * pair).sum((1, 2)) / pair.sum((1, 2))
-        loss = loss_value.mean()
+        loss = ((F.softplus(diff) * pair).sum((1, 2)) / pair.sum((1, 2))).mean()
     else:
         loss = F.binary_cross_entropy_with_logits(logits, target)
     k = int(target[0].sum())
@@ -226,8 +225,8 @@ def train(cfg: dict) -> Path | None:
     show = bool(cfg["train"].get("progress", True))
     tr, va = labelled(cfg, "train", progress=show), labelled(cfg, "val", progress=show)
     t = cfg["train"]
-    module = PolicyModule(model, functools.partial(objective, loss=t["loss"]), lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
-                          max_steps=t["max_steps"])
+    module = PolicyModule(model, functools.partial(objective, loss=t["loss"]), lr=t["lr"], lr_decay=t["lr_decay"],
+                          lr_decay_at=t["lr_decay_at"], max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     t0 = time.time()
     ckpt = fit(module, DictDataset(tr), DictDataset(va), collate(spec, cfg["data"]["noise_feature"]), cfg, run_dir)
@@ -466,14 +465,16 @@ def main(argv=None) -> int:
         p.add_argument("overrides", nargs="*", help="key=value, e.g. labels.precoder=wmmse train.max_steps=500")
         if name == "labels":
             p.add_argument("--split", default="both", choices=["train", "val", "both"])
-            p.add_argument("--shard", type=non_negative_int, default=None, help="compute only this shard (parallel jobs)")
+            p.add_argument("--shard", type=non_negative_int, default=None,
+                           help="compute only this shard (parallel jobs)")
     for name in ("evaluate", "bench", "fig7"):
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", help="a TEUS policy.pt from a run (default: the shipped one)")
         q.add_argument("--tecfp", help="a TECFP policy.pt (default: the shipped one, if any)")
         q.add_argument("--out", default=None)
         if name == "evaluate":
-            q.add_argument("--n-test", type=positive_int, default=100, help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
+            q.add_argument("--n-test", type=positive_int, default=100,
+                           help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,wmmse,tecfp", help="comma list of mmse, wmmse, tecfp")
             q.add_argument("--oracle", choices=["mmse", "wmmse"], default=None,
