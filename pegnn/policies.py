@@ -43,9 +43,10 @@ def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
     return s2 if feature == "sigma2" else -torch.log10(s2)
 
 
-def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str):
+def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str, extra: Mapping | None = None):
     """The graph batch of the TENN specs (``ue``, ``ant_ue``, ``ant_bs``) for channels
-    ``H`` ``[B, K, N_R, N_T]`` and ``noise_var`` (float or ``[B]``)."""
+    ``H`` ``[B, K, N_R, N_T]`` and ``noise_var`` (float or ``[B]``); ``extra`` holds any
+    further inputs of the spec (e.g. the sequential scheduler's ``chosen`` ``[B, K]``)."""
     if not torch.is_tensor(H) or H.dim() != 4 or min(H.shape) == 0:
         raise ValueError(f"{who}: H must be a tensor [B, K, N_R, N_T] (complex), "
                          f"got {tuple(H.shape) if torch.is_tensor(H) else type(H).__name__}")
@@ -53,7 +54,7 @@ def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str):
     s2 = torch.as_tensor(noise_var, dtype=torch.float32)
     s2 = s2.expand(B) if s2.dim() == 0 else s2
     return build_batch(spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
-                       {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature)})
+                       {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature), **(extra or {})})
 
 
 class TECFPPolicy:
@@ -88,27 +89,47 @@ class TECFPPolicy:
 
 
 class TEUSPolicy:
-    r"""TEUS (paper 000 Sec. IV-C): TEUSN scores the :math:`\tilde K` candidate users and the
-    output layer keeps the ``k`` highest scores, :math:`\hat\eta_{\tilde k} = 1` iff
-    :math:`y_{\tilde k}` is among the ``k`` largest (the paper's "largest K elements are set
-    to 1"; its softmax is monotone, so ranking the raw scores selects the same users).
+    r"""TEUS (paper 000 Sec. IV-C): TEUSN scores the :math:`\tilde K` candidate users and an
+    output layer turns the scores into a K-user mask.
+
+    ``decode="topk"`` (the paper's): keep the ``k`` highest scores, :math:`\hat\eta_{\tilde k}
+    = 1` iff :math:`y_{\tilde k}` is among the ``k`` largest (the paper's "largest K elements
+    are set to 1"; its softmax is monotone, so ranking the raw scores selects the same users).
+
+    ``decode="sequential"`` (ours): ``k`` passes, as the greedy scheduler it imitates. The
+    spec has one more input, ``chosen`` over the users (1 for a user already scheduled,
+    else 0); pass :math:`s` scores the users given the :math:`s` already chosen and adds the
+    highest-scoring unscheduled one. The network is trained to predict greedy's next user
+    (cross-entropy over the unscheduled users, teacher-forced on greedy's own prefixes), so
+    it learns one greedy step rather than the whole greedy set at once.
 
     The scores are equivariant to permuting the candidates and invariant to permuting
-    the UE or BS antennas (eqs. 40-42), so the mask is too (ties aside).
+    the UE or BS antennas (eqs. 40-42); ``chosen`` is a per-user input permuted with the
+    users, so the mask is equivariant under either decoding (ties aside).
 
     *Shapes*: ``H`` ``[B, K̃, N_R, N_T]`` complex, ``noise_var`` float or ``[B]`` →
     ``mask`` bool ``[B, K̃]`` with exactly ``k`` True per row.
     """
 
     kind = "teus"
+    DECODES = ("topk", "sequential")
 
-    def __init__(self, model: PEGNN, noise_feature: str = "sigma2"):
+    def __init__(self, model: PEGNN, noise_feature: str = "sigma2", decode: str = "topk"):
         self.model, self.spec = model.eval(), model.spec
         self.noise_feature = noise_feature
+        if decode not in self.DECODES:
+            raise ValueError(f"TEUSPolicy: decode must be one of {self.DECODES}, got {decode!r}")
+        if (decode == "sequential") != ("chosen" in self.spec.inputs):
+            need = "with" if decode == "sequential" else "without"
+            raise ValueError(f"TEUSPolicy: decode={decode!r} needs a spec {need} a 'chosen' input over the users; "
+                             f"{self.spec.name!r} has inputs {sorted(self.spec.inputs)}")
+        self.decode = decode
 
-    def logits(self, H: Tensor, noise_var) -> Tensor:
-        """Per-user scores ``[B, K̃]`` (logits of the BCE loss (43)) from H ``[B, K̃, N_R, N_T]``."""
-        return self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var, self.noise_feature))["eta"]
+    def logits(self, H: Tensor, noise_var, chosen: Tensor | None = None) -> Tensor:
+        """Per-user scores ``[B, K̃]`` from H ``[B, K̃, N_R, N_T]`` (and, for the sequential
+        decoder, the bool ``chosen`` ``[B, K̃]``)."""
+        extra = None if chosen is None else {"chosen": chosen.float()}
+        return self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var, self.noise_feature, extra))["eta"]
 
     @staticmethod
     def top_k(scores: Tensor, k: int) -> Tensor:
@@ -122,7 +143,15 @@ class TEUSPolicy:
 
     @torch.no_grad()
     def __call__(self, H: Tensor, noise_var, k: int) -> Tensor:
-        return self.top_k(self.logits(H, noise_var), k)
+        if self.decode == "topk":
+            return self.top_k(self.logits(H, noise_var), k)
+        chosen = torch.zeros(H.shape[:2], dtype=torch.bool, device=H.device)
+        self.top_k(chosen.float(), k)           # checks k
+        rows = torch.arange(H.shape[0], device=H.device)
+        for _ in range(k):
+            y = self.logits(H, noise_var, chosen).masked_fill(chosen, float("-inf"))
+            chosen[rows, y.argmax(1)] = True
+        return chosen
 
 
 _KINDS = {"tecfp": TECFPPolicy, "teus": TEUSPolicy}

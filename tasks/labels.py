@@ -93,7 +93,7 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
                   channels_key: str, snrs: Sequence[float] | None = None, tecfp=None,
                   shard_size: int | None = None, batch: int | None = None, shard: int | None = None,
                   problem: str = "tenn_scheduling", cache=None, progress: bool = True,
-                  threads: int | None = 1, return_info: bool = False):
+                  threads: int | None = 1, return_info: bool = False, return_order: bool = False):
     r"""Greedy labels :math:`\boldsymbol\eta^*` for every sample, from cache or computed.
 
     :param H: candidate channels ``[n, K̃, N_R, N_T]`` complex (a cached data set's ``H``).
@@ -103,10 +103,14 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
     :param shard: compute (or load) only shard ``shard`` of :func:`shard_ranges` — for
         parallel jobs; the return value then covers only that shard's rows.
     :param threads: torch threads while computing (``None``: leave as is).
+    :param return_order: also return the greedy order, the users in the order they were
+        added (long ``[n, k]``; the targets of the sequential scheduler). Shard files keep
+        both; a file written before the order was stored is recomputed when it is asked for.
 
     *Shapes*: returns ``eta`` bool ``[n, K̃]`` (``[stop - first, K̃]`` with ``shard``),
-    exactly ``k`` True per row; with ``return_info`` also ``{"files", "generated",
-    "loaded", "ranges"}`` (samples computed / read from cache).
+    exactly ``k`` True per row; with ``return_order`` ``(eta, order)``; with
+    ``return_info`` also ``{"files", "generated", "loaded", "ranges"}`` (samples computed /
+    read from cache).
     """
     from pegnn.wireless.scheduling import greedy_schedule
     if precoder not in PRECODERS:
@@ -130,8 +134,10 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
         meta = _meta(problem, channels_key, pid, k, snrs, first, stop)
         path = root / f"{safe}-labels-{precoder}-k{k}-{meta['key'][:16]}-{first:09d}-{stop:09d}.pt"
         loaded = _load_shard(path, meta)
-        jobs.append([path, meta, None if loaded is None else loaded[0]["eta"]])
-    missing = sum(m["range"][1] - m["range"][0] for _, m, eta in jobs if eta is None)
+        if loaded is not None and return_order and "order" not in loaded[0]:
+            loaded = None   # a file from before the order was stored
+        jobs.append([path, meta, None if loaded is None else loaded[0]])
+    missing = sum(m["range"][1] - m["range"][0] for _, m, got in jobs if got is None)
     if missing:
         from tqdm.auto import tqdm
         old = torch.get_num_threads()
@@ -143,23 +149,26 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
             with tqdm(total=missing, unit="sample", desc=f"greedy labels ({precoder}, k={k})",
                       disable=not progress) as bar:
                 for job in jobs:
-                    path, meta, eta = job
-                    if eta is not None:
+                    path, meta, got = job
+                    if got is not None:
                         continue
                     first, stop = meta["range"]
                     parts = []
                     for a in range(first, stop, step):
                         b = min(a + step, stop)
-                        parts.append(greedy_schedule(H[a:b].to(dtype), noise_var[a:b].double(), k, fn))
+                        parts.append(greedy_schedule(H[a:b].to(dtype), noise_var[a:b].double(), k, fn,
+                                                     return_order=True))
                         bar.update(b - a)
-                    eta = torch.cat(parts)
-                    _save_atomic({"meta": {**meta, "tensor_hash": tensor_hash({"eta": eta})},
-                                  "tensors": {"eta": eta}, "constants": {}}, path)
-                    job[2] = eta
+                    got = {"eta": torch.cat([m for m, _ in parts]), "order": torch.cat([o for _, o in parts])}
+                    _save_atomic({"meta": {**meta, "tensor_hash": tensor_hash(got)},
+                                  "tensors": got, "constants": {}}, path)
+                    job[2] = got
         finally:
             torch.set_num_threads(old)
-    eta = torch.cat([j[2] for j in jobs])
+    eta = torch.cat([j[2]["eta"] for j in jobs])
+    out = (eta, torch.cat([j[2]["order"] for j in jobs])) if return_order else eta
     if return_info:
-        return eta, {"files": [str(j[0]) for j in jobs], "generated": missing, "loaded": len(eta) - missing,
-                     "ranges": [j[1]["range"] for j in jobs]}
-    return eta
+        info = {"files": [str(j[0]) for j in jobs], "generated": missing, "loaded": len(eta) - missing,
+                "ranges": [j[1]["range"] for j in jobs]}
+        return (*out, info) if return_order else (out, info)
+    return out

@@ -19,6 +19,7 @@ GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 SIZES = {
     "tenn_precoding": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling": "ue=4,ant_ue=2,ant_bs=5",
+    "tenn_scheduling_seq": "ue=4,ant_ue=2,ant_bs=5",
     "ofdma_pb": "ue=4",
     "miso_ps": "ue=3,ant_bs=4",
     "mimo_pm": "ue=3,ds=[1,2,2],ant_ue=[2,1,3],ant_bs=3",

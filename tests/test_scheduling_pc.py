@@ -49,6 +49,23 @@ def test_greedy_first_pick_and_objective_match_manual():
     assert (mask1 <= mask).all()
 
 
+def test_greedy_order_is_the_brute_force_sequence_of_best_additions():
+    """``return_order``: pick s is the user whose addition to picks 0..s-1 gives the
+    highest sum rate (checked one sample at a time), and the order spells the mask."""
+    g = torch.Generator().manual_seed(3)
+    H = rayleigh(g, 4, 6, 2, 6)
+    mask, order = greedy_schedule(H, 0.1, 3, mmse, return_order=True)
+    assert torch.equal(mask, greedy_schedule(H, 0.1, 3, mmse))
+    assert torch.equal(torch.zeros_like(mask).scatter_(1, order, True), mask)
+    for b in range(4):
+        picked = []
+        for _ in range(3):
+            rates = {u: float(sum_rate(H[b:b + 1, picked + [u]], mmse(H[b:b + 1, picked + [u]], 0.1), 0.1))
+                     for u in range(6) if u not in picked}
+            picked.append(max(rates, key=rates.get))
+        assert order[b].tolist() == picked
+
+
 def test_greedy_with_wmmse_and_zf_precoders():
     g = torch.Generator().manual_seed(2)
     H = rayleigh(g, 4, 5, 2, 6)

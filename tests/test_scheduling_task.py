@@ -14,6 +14,7 @@ from pegnn import TEUSN, load_spec
 from pegnn.models import PEGNN
 from pegnn.policies import TEUSPolicy, load_policy
 from pegnn.wireless import greedy_schedule, mmse, rayleigh_channels
+from pegnn.data import tensor_hash
 from tasks.labels import greedy_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,84 @@ def test_sharded_labels_equal_one_pass_and_reload_from_cache(tmp_path):
     assert info["generated"] == 10  # labels are tied to the channels they were computed on
 
 
+def test_labels_keep_the_greedy_order_and_refresh_files_without_it(tmp_path):
+    H = rayleigh_channels(6, 6, 2, 8, seed=5)
+    s2 = torch.full((6,), 0.1, dtype=torch.float64)
+    ref_mask, ref_order = greedy_schedule(H, s2, 3, mmse, return_order=True)
+    kw = dict(channels_key="order-key", shard_size=3, cache=tmp_path, progress=False, return_info=True)
+    eta, info = greedy_labels(H, s2, 3, "mmse", **kw)
+    assert torch.equal(eta, ref_mask) and info["generated"] == 6
+    for f in info["files"]:     # a shard as written before the order was stored: eta only
+        obj = torch.load(f, weights_only=True)
+        obj["tensors"] = {"eta": obj["tensors"]["eta"]}
+        obj["meta"]["tensor_hash"] = tensor_hash(obj["tensors"])
+        torch.save(obj, f)
+    eta, info = greedy_labels(H, s2, 3, "mmse", **kw)
+    assert torch.equal(eta, ref_mask) and info["generated"] == 0      # the mask alone is still valid
+    eta, order, info = greedy_labels(H, s2, 3, "mmse", return_order=True, **kw)
+    assert torch.equal(order, ref_order) and info["generated"] == 6   # the order had to be recomputed
+    eta, order, info = greedy_labels(H, s2, 3, "mmse", return_order=True, **kw)
+    assert torch.equal(order, ref_order) and info["generated"] == 0
+
+
+def _seq_policy(hidden=8, layers=2):
+    torch.manual_seed(0)
+    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling_seq.yaml"),
+                  **{**TEUSN, "hidden": hidden, "layers": layers, "attention": "auto"}).double()
+    return TEUSPolicy(model, decode="sequential")
+
+
+def test_sequential_decoder_is_k_argmax_steps_and_equivariant():
+    """``decode="sequential"``: the mask is what k explicit steps give (score with the
+    current ``chosen``, add the best unscheduled user), it is equivariant to the users
+    and invariant to the antennas, and the spec/decode mismatch is refused."""
+    pol = _seq_policy()
+    H = rayleigh_channels(3, 6, 2, 8, seed=1)
+    mask = pol(H, 0.1, 4)
+    chosen = torch.zeros(3, 6, dtype=torch.bool)
+    for _ in range(4):      # the definition, one sample at a time
+        for b in range(3):
+            y = pol.logits(H[b:b + 1], 0.1, chosen[b:b + 1])[0]
+            y[chosen[b]] = float("-inf")
+            chosen[b, int(y.argmax())] = True
+    assert torch.equal(mask, chosen) and (mask.sum(1) == 4).all()
+    # the score depends on chosen (otherwise this is top-k in disguise)
+    assert not torch.allclose(pol.logits(H, 0.1, chosen), pol.logits(H, 0.1, torch.zeros_like(chosen)))
+    g = torch.Generator().manual_seed(2)
+    pu, pr, pt = torch.randperm(6, generator=g), torch.randperm(2, generator=g), torch.randperm(8, generator=g)
+    torch.testing.assert_close(pol.logits(H[:, pu], 0.1, chosen[:, pu]), pol.logits(H, 0.1, chosen)[:, pu],
+                               atol=1e-5, rtol=1e-5)
+    assert torch.equal(pol(H[:, pu], 0.1, 4), mask[:, pu])
+    assert torch.equal(pol(H[:, :, pr][..., pt], 0.1, 4), mask)
+    with pytest.raises(ValueError, match="decode='sequential' needs a spec with a 'chosen' input"):
+        TEUSPolicy(PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), hidden=8, layers=1),
+                   decode="sequential")
+    with pytest.raises(ValueError, match="decode='topk' needs a spec without"):
+        TEUSPolicy(pol.model)
+    with pytest.raises(ValueError, match="k must be an int"):
+        pol(H, 0.1, 7)
+
+
+def test_greedy_steps_and_next_pick_loss_match_their_definitions():
+    from tasks.scheduling import GreedySteps, next_pick
+    H = rayleigh_channels(2, 5, 2, 4, seed=3)
+    order = torch.tensor([[3, 0, 4], [1, 2, 0]])
+    steps = GreedySteps({"H": H, "noise_var": torch.tensor([0.1, 1.0]), "order": order})
+    assert len(steps) == 6
+    it = steps[4]                       # sample 1, step 1: user 1 scheduled, greedy adds user 2 next
+    assert it["chosen"].tolist() == [0, 1, 0, 0, 0] and int(it["next"]) == 2 and torch.equal(it["H"], H[1])
+    assert steps[0]["chosen"].sum() == 0 and int(steps[2]["next"]) == 4
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    chosen = torch.tensor([[0, 1, 0, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 0]], dtype=torch.float64)
+    nxt = torch.tensor([2, 4, 0])
+    loss, m = next_pick({"chosen": chosen, "next": nxt}, {"eta": y})
+    ref = torch.stack([-(y[b, nxt[b]] - torch.logsumexp(y[b][chosen[b] == 0], 0)) for b in range(3)]).mean()
+    assert torch.allclose(loss, ref, rtol=1e-12)
+    assert float(m["next_acc"]) == float(sum(int(y[b].masked_fill(chosen[b].bool(), -1e9).argmax()) == nxt[b]
+                                             for b in range(3))) / 3
+
+
 def _task(tmp_path, *argv):
     env = {**os.environ, "PEGNN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "tasks.scheduling", *argv], cwd=ROOT, env=env,
@@ -76,6 +155,16 @@ def test_tiny_training_run_writes_teus_policy(tmp_path):
     assert pol.kind == "teus" and pol.info["k"] == 8
     H = rayleigh_channels(2, 12, 2, 32, seed=0)
     assert (pol(H, 0.1, 8).sum(1) == 8).all()
+
+
+def test_tiny_sequential_training_run_writes_a_sequential_policy(tmp_path):
+    r = _task(tmp_path, "train", "policy.decode=sequential", "train.loss=next", "data.channel=rayleigh",
+              "data.n_train=32", "data.n_val=8", "model.hidden=8", "model.layers=2", "train.max_steps=2",
+              "train.val_every=2", "train.batch_size=32", "train.progress=false", f"run.out={tmp_path}", "run.name=seq")
+    assert r.returncode == 0, r.stderr[-2000:]
+    pol = load_policy(tmp_path / "seq" / "policy.pt", kind="teus")
+    assert pol.decode == "sequential" and "chosen" in pol.spec.inputs
+    assert (pol(rayleigh_channels(2, 12, 2, 32, seed=0), 0.1, 8).sum(1) == 8).all()
 
 
 def test_label_oracle_returns_the_greedy_labels(tmp_path):
@@ -122,7 +211,9 @@ def test_rank_loss_matches_its_definition_and_ignores_a_per_sample_shift():
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "sizes.K=13"], "cannot schedule K = 13 of K_tilde = 12"),
     (["labels", "labels.precoder=zf"], "labels.precoder: unknown precoder 'zf'"),
-    (["train", "train.loss=mse"], "train.loss: expected 'bce' (eq. 43), 'bce_rate' or 'rank'"),
+    (["train", "train.loss=mse"], "train.loss: policy.decode=topk trains with one of ['bce', 'rank', 'bce_rate']"),
+    (["train", "policy.decode=sequential"], "train.loss: policy.decode=sequential trains with one of ['next']"),
+    (["train", "policy.decode=beam"], "policy.decode: expected 'topk'"),
     (["evaluate", "--oracle", "mmse", "--checkpoint", "pegnn/checkpoints/teus.pt"], "--oracle: schedules without"),
     (["evaluate", "--checkpoint", "pegnn/checkpoints/tecfp.pt"], "a 'tecfp' policy, expected a 'teus' one"),
     (["evaluate", "--precoders", "mmse,foo", "--checkpoint", "x.pt"], "--precoders"),

@@ -43,7 +43,7 @@ def _select(H: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return H[b, idx]
 
 
-def greedy_schedule(H: torch.Tensor, noise_var, k: int, precoder) -> torch.Tensor:
+def greedy_schedule(H: torch.Tensor, noise_var, k: int, precoder, return_order: bool = False):
     r"""Greedy user selection (paper 000 ref. [3], Sec. V-C "Greedy").
 
     Starting from the empty set, add the user :math:`\tilde k \notin \mathcal{K}` that
@@ -55,7 +55,9 @@ def greedy_schedule(H: torch.Tensor, noise_var, k: int, precoder) -> torch.Tenso
 
     *Shapes*:
         - ``H``: ``[B, K̃, N_R, N_T]`` complex; ``noise_var``: float or ``[B]``.
-        - returns a bool mask ``[B, K̃]`` with exactly ``k`` True per row.
+        - returns a bool mask ``[B, K̃]`` with exactly ``k`` True per row; with
+          ``return_order`` also the users in the order they were added, long ``[B, k]``
+          (the targets of a sequential scheduler, :class:`pegnn.policies.TEUSPolicy`).
     """
     fn = "greedy_schedule"
     H = _check_channel(fn, H)
@@ -76,7 +78,7 @@ def greedy_schedule(H: torch.Tensor, noise_var, k: int, precoder) -> torch.Tenso
         best = cand[rows, r.argmax(1)]
         mask[rows, best] = True
         chosen = torch.cat([chosen, best[:, None]], 1)
-    return mask
+    return (mask, chosen) if return_order else mask
 
 
 def random_schedule(B: int, K_tilde: int, k: int, generator: torch.Generator | None = None,
