@@ -103,9 +103,15 @@ class TEUSPolicy:
     (cross-entropy over the unscheduled users, teacher-forced on greedy's own prefixes), so
     it learns one greedy step rather than the whole greedy set at once.
 
+    ``refine = S > 0`` follows either decoder with ``S`` rounds of swap local search under
+    MMSE precoding (:func:`pegnn.wireless.swap_refine`: each round keeps the best of the
+    current set and its ``k (K̃ - k)`` single swaps): "TEUS+S", a speed/quality knob on
+    top of the paper's TEUS (``refine = 0``), as TECFP+T is for precoding.
+
     The scores are equivariant to permuting the candidates and invariant to permuting
     the UE or BS antennas (eqs. 40-42); ``chosen`` is a per-user input permuted with the
-    users, so the mask is equivariant under either decoding (ties aside).
+    users, and the swap search only compares sum rates, so the mask is equivariant
+    whatever the decoding and refinement (ties aside).
 
     *Shapes*: ``H`` ``[B, K̃, N_R, N_T]`` complex, ``noise_var`` float or ``[B]`` →
     ``mask`` bool ``[B, K̃]`` with exactly ``k`` True per row.
@@ -114,9 +120,10 @@ class TEUSPolicy:
     kind = "teus"
     DECODES = ("topk", "sequential")
 
-    def __init__(self, model: PEGNN, noise_feature: str = "sigma2", decode: str = "topk"):
+    def __init__(self, model: PEGNN, noise_feature: str = "sigma2", decode: str = "topk", refine: int = 0):
         self.model, self.spec = model.eval(), model.spec
         self.noise_feature = noise_feature
+        self.refine = _non_negative_int("TEUSPolicy", "refine", refine)
         if decode not in self.DECODES:
             raise ValueError(f"TEUSPolicy: decode must be one of {self.DECODES}, got {decode!r}")
         if (decode == "sequential") != ("chosen" in self.spec.inputs):
@@ -143,6 +150,16 @@ class TEUSPolicy:
 
     @torch.no_grad()
     def __call__(self, H: Tensor, noise_var, k: int) -> Tensor:
+        mask = self.decoded(H, noise_var, k)
+        if self.refine:
+            from .wireless.precoders import mmse
+            from .wireless.scheduling import swap_refine
+            mask = swap_refine(H, noise_var, mask, mmse, self.refine)
+        return mask
+
+    @torch.no_grad()
+    def decoded(self, H: Tensor, noise_var, k: int) -> Tensor:
+        """The network's mask before any swap refinement."""
         if self.decode == "topk":
             return self.top_k(self.logits(H, noise_var), k)
         chosen = torch.zeros(H.shape[:2], dtype=torch.bool, device=H.device)
@@ -227,7 +244,8 @@ def pretrained(name: str, **policy_kwargs):
     """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
     ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"teus"`` (paper
     000) or ``"ris_gnn"`` (paper 002). Keyword arguments override the
-    policy's own (e.g. ``pretrained("tecfp", refine=5)``)."""
+    policy's own (e.g. ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
+    ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
     path = CHECKPOINTS / f"{name}.pt"
     if not path.exists():
         have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))

@@ -431,11 +431,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def snr_table(r: dict, width: int = 15) -> list[str]:
-    """Lines of an eval result's sum-rate table: a column per method, a row per SNR,
-    and the average over SNR (``tasks.scheduling`` prints its schemes the same way)."""
+def snr_table(r: dict, width: int = 15, methods=None) -> list[str]:
+    """Lines of an eval result's sum-rate table: a column per method (all, or those in
+    ``methods``), a row per SNR, and the average over SNR (``tasks.scheduling`` prints
+    its schemes the same way)."""
     snrs = list(r["per_snr"])
-    methods = list(r["per_snr"][snrs[0]])
+    methods = list(methods or r["per_snr"][snrs[0]])
     return ([f"{'SNR':>5} " + " ".join(f"{m:>{width}}" for m in methods)]
             + [f"{s:>5} " + " ".join(f"{r['per_snr'][s][m]['sum_rate']:{width}.2f}" for m in methods) for s in snrs]
             + [f"{'avg':>5} " + " ".join(f"{r['average_over_snr'][m]:{width}.2f}" for m in methods)])

@@ -105,8 +105,10 @@ def test_shipped_tecfp_r2_beats_the_same_steps_without_training_through_them(tec
 def test_policy_overrides_are_checked():
     with pytest.raises(ValueError, match="refine must be a non-negative int"):
         pretrained("tecfp", refine=-1)
-    with pytest.raises(ValueError, match="a 'teus' policy takes no \\['refine'\\]"):
-        pretrained("teus", refine=2)
+    with pytest.raises(ValueError, match="a 'teus' policy takes no \\['P_T'\\]"):
+        pretrained("teus", P_T=2.0)         # a TECFP keyword
+    with pytest.raises(ValueError, match="refine must be a non-negative int"):
+        pretrained("teus", refine=-1)
 
 
 def _task(tmp_path, *argv, timeout=300):

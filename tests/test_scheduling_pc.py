@@ -11,7 +11,7 @@ from pegnn.wireless.power_control import (ofdma_min_bandwidth, ofdma_rates, pc_r
                                           wmmse_power_control)
 from pegnn.wireless.precoders import mmse, zf
 from pegnn.wireless.rates import sum_rate
-from pegnn.wireless.scheduling import greedy_schedule, random_schedule, scheduled_sum_rate
+from pegnn.wireless.scheduling import greedy_schedule, random_schedule, scheduled_sum_rate, swap_refine
 from pegnn.wireless.wmmse import wmmse
 from helpers_random import rayleigh
 
@@ -82,6 +82,38 @@ def test_random_schedule_exact_k_and_seeded():
     assert m1.float().mean(0).min() > 0.3        # every user gets picked sometimes
 
 
+def test_swap_refine_round_is_the_best_of_the_set_and_its_single_swaps():
+    """One round = brute force over the current set and its k (K̃ - k) swaps, one sample
+    at a time (ties: current set first, then (i, j) order); rates never decrease;
+    rounds = 0 and k = K̃ leave the mask alone; the result permutes with the users."""
+    g = torch.Generator().manual_seed(5)
+    B, Kt, k = 6, 6, 3
+    H = rayleigh(g, B, Kt, 2, 4)
+    mask = random_schedule(B, Kt, k, torch.Generator().manual_seed(0))
+    one = swap_refine(H, 0.05, mask, mmse)
+
+    def rate(b, users):
+        Hs = H[b:b + 1, sorted(users)]
+        return float(sum_rate(Hs, mmse(Hs, 0.05), 0.05))
+    for b in range(B):
+        cur = mask[b].nonzero()[:, 0].tolist()
+        cands = [cur] + [cur[:i] + [j] + cur[i + 1:] for i in range(k) for j in range(Kt) if j not in cur]
+        rates = [rate(b, c) for c in cands]
+        best = cands[max(range(len(cands)), key=lambda c: (rates[c], -c))]   # first of the maxima
+        assert one[b].nonzero()[:, 0].tolist() == sorted(best)
+    before, after = (scheduled_sum_rate(H, m, 0.05, mmse) for m in (mask, one))
+    assert (after >= before - 1e-12).all() and (after > before + 1e-9).any()
+    three = swap_refine(H, 0.05, mask, mmse, rounds=3)
+    assert (scheduled_sum_rate(H, three, 0.05, mmse) >= after - 1e-12).all()
+    assert torch.equal(swap_refine(H, 0.05, one, mmse, rounds=2), swap_refine(H, 0.05, mask, mmse, rounds=3))
+    assert torch.equal(swap_refine(H, 0.05, mask, mmse, rounds=0), mask)
+    full = torch.ones(B, Kt, dtype=torch.bool)
+    assert torch.equal(swap_refine(H, 0.05, full, mmse, rounds=2), full)
+    p = torch.randperm(Kt, generator=g)
+    assert torch.equal(swap_refine(H[:, p], 0.05, mask[:, p], mmse, rounds=2),
+                       swap_refine(H, 0.05, mask, mmse, rounds=2)[:, p])
+
+
 def test_scheduling_bad_inputs():
     g = torch.Generator().manual_seed(4)
     H = rayleigh(g, 3, 5, 2, 4)
@@ -95,6 +127,11 @@ def test_scheduling_bad_inputs():
                                     0.1, mmse), "same number k"),
         (lambda: random_schedule(0, 5, 2), "B must be"),
         (lambda: greedy_schedule(H, -1.0, 2, mmse), "noise_var must be finite and > 0"),
+        (lambda: swap_refine(H, 0.1, torch.ones(3, 4, dtype=torch.bool), mmse), "swap_refine: mask must be"),
+        (lambda: swap_refine(H, 0.1, torch.tensor([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]]).bool(),
+                             mmse), "same number k of users"),
+        (lambda: swap_refine(H, 0.1, torch.zeros(3, 5, dtype=torch.bool), mmse), "k must be an int"),
+        (lambda: swap_refine(H, 0.1, torch.ones(3, 5, dtype=torch.bool), mmse, rounds=-1), "rounds must be"),
     ]:
         with pytest.raises(ValueError, match=msg):
             call()

@@ -12,7 +12,7 @@ import torch
 
 from pegnn import TEUSN, load_spec
 from pegnn.models import PEGNN
-from pegnn.policies import TEUSPolicy, load_policy
+from pegnn.policies import TEUSPolicy, load_policy, pretrained
 from pegnn.wireless import greedy_schedule, mmse, rayleigh_channels
 from pegnn.data import tensor_hash
 from tasks.labels import greedy_labels
@@ -118,6 +118,35 @@ def test_sequential_decoder_is_k_argmax_steps_and_equivariant():
         TEUSPolicy(pol.model)
     with pytest.raises(ValueError, match="k must be an int"):
         pol(H, 0.1, 7)
+
+
+def test_teus_refine_is_the_swap_search_after_the_network():
+    from pegnn.wireless import swap_refine
+    torch.manual_seed(0)
+    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), **{**TEUSN, "hidden": 8, "layers": 2})
+    H = rayleigh_channels(4, 8, 2, 8, seed=6).to(torch.complex128)
+    base, two = TEUSPolicy(model), TEUSPolicy(model, refine=2)
+    assert torch.equal(two(H, 0.1, 3), swap_refine(H, 0.1, base(H, 0.1, 3), mmse, 2))
+    assert torch.equal(two.decoded(H, 0.1, 3), base(H, 0.1, 3))
+    assert pretrained("teus", refine=1).refine == 1
+    with pytest.raises(ValueError, match="refine"):
+        TEUSPolicy(model, refine=-1)
+
+
+def test_evaluate_schemes_add_swap_refined_teus_and_random():
+    """``_schemes(refine=(1, 2))`` adds TEUS+S and Rand+S; under the MMSE precoder (the one
+    the swap search uses) each refined scheme is at least its start, and more rounds help."""
+    from tasks.scheduling import _schemes
+    torch.manual_seed(0)
+    pol = TEUSPolicy(PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), **{**TEUSN, "hidden": 8, "layers": 2}))
+    H = rayleigh_channels(8, 8, 2, 8, seed=7).to(torch.complex128)
+    s2 = torch.full((8,), 0.01, dtype=torch.float64)
+    r = _schemes(H, s2, 4, pol, {"MMSE": mmse}, seed=0, refine=(1, 2))
+    assert set(r) == {f"MMSE-{m}" for m in ("Rand", "Greedy", "TEUS", "TEUS+1", "TEUS+2", "Rand+1", "Rand+2")}
+    rate = {m[5:]: v["sum_rate"] for m, v in r.items()}
+    for base in ("TEUS", "Rand"):
+        assert rate[base] <= rate[f"{base}+1"] + 1e-9 <= rate[f"{base}+2"] + 2e-9
+    assert rate["Rand+1"] > rate["Rand"] and 0 <= r["MMSE-TEUS+2"]["overlap_with_greedy"] <= 1
 
 
 def test_greedy_steps_and_next_pick_loss_match_their_definitions():

@@ -10,7 +10,7 @@ rates               :func:`sum_rate` (MU-MIMO log-det), MISO SINR rates, WSR
 precoders           :func:`zf`, :func:`mmse` (RZF), :func:`cfp` (paper 000 eq. 6)
 wmmse               :func:`wmmse` (Shi et al. 2011), best-of-R restarts, (A, U) of CFP,
                     :func:`cfp_refine` (WMMSE steps in the CFP form)
-scheduling          :func:`greedy_schedule`, :func:`random_schedule`
+scheduling          :func:`greedy_schedule`, :func:`random_schedule`, :func:`swap_refine`
 power_control       P-C: WMMSE power control; P-B: OFDMA minimum bandwidth (KKT)
 ris, ris_bcd        :func:`ris_rate`, :func:`ris_bcd` (Guo, Liang, Chen, Larsson 2020)
 ==================  =============================================================
@@ -23,12 +23,12 @@ from .ris import (RISDigital, RISHybrid, RISTensors, hybrid_precoder, ris_effect
                   unit_modulus)
 from .ris_bcd import hybrid_from_digital, ris_bcd
 from .ris_channels import RISChannels, ris_channels
-from .scheduling import greedy_schedule, random_schedule, scheduled_sum_rate
+from .scheduling import greedy_schedule, random_schedule, scheduled_sum_rate, swap_refine
 from .wmmse import cfp_refine, wmmse, wmmse_auxiliary, wmmse_best_of
 
 __all__ = ["uma_channels", "rayleigh_channels", "correlated_rayleigh", "load_channels", "ris_channels",
            "RISChannels", "sum_rate", "user_rates", "miso_rates", "waterfilling_capacity", "zf", "mmse",
            "cfp", "normalize_power", "wmmse", "wmmse_best_of", "wmmse_auxiliary", "cfp_refine", "greedy_schedule",
-           "random_schedule", "scheduled_sum_rate", "pc_rates", "wmmse_power_control", "ofdma_rates",
+           "swap_refine", "random_schedule", "scheduled_sum_rate", "pc_rates", "wmmse_power_control", "ofdma_rates",
            "ofdma_min_bandwidth", "ris_rate", "ris_bcd", "ris_effective_channel", "hybrid_precoder",
            "hybrid_from_digital", "unit_modulus", "RISTensors", "RISHybrid", "RISDigital"]
