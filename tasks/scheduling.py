@@ -200,16 +200,18 @@ def spec_path(cfg: dict) -> str:
 
 def labelled(cfg: dict, split: str, shard=None, progress=True):
     """Channels of ``split`` (``train``/``val``) with greedy labels ``eta`` (float, K-hot)
-    and the greedy ``order`` (long ``[n, K]``)."""
+    and, for ``policy.decode=sequential``, the greedy ``order`` (long ``[n, K]``)."""
     from tasks.labels import greedy_labels
     sz, d, lab = cfg["sizes"], cfg["data"], cfg["labels"]
     n, seed = (d["n_train"], d["seed"]) if split == "train" else (d["n_val"], d["val_seed"])
     data, key = channels(d["channel"], n, seed, sz["K_tilde"], sz["N_R"], sz["N_T"], d["snrs"], progress)
     tecfp = _tecfp(lab["tecfp"]) if lab["precoder"] == "tecfp" else None
-    eta, order = greedy_labels(data["H"], data["noise_var"], sz["K"], lab["precoder"], channels_key=key,
-                               snrs=d["snrs"], tecfp=tecfp, shard_size=lab["shard_size"], shard=shard,
-                               progress=progress, threads=lab["threads"], return_order=True)
-    return data if shard is not None else {**data, "eta": eta.float(), "order": order}
+    seq = cfg["policy"]["decode"] == "sequential"     # only it needs greedy's order (older caches lack it)
+    out = greedy_labels(data["H"], data["noise_var"], sz["K"], lab["precoder"], channels_key=key,
+                        snrs=d["snrs"], tecfp=tecfp, shard_size=lab["shard_size"], shard=shard,
+                        progress=progress, threads=lab["threads"], return_order=seq)
+    eta, order = out if seq else (out, None)
+    return data if shard is not None else {**data, "eta": eta.float(), **({"order": order} if seq else {})}
 
 
 class GreedySteps(torch.utils.data.Dataset):
