@@ -82,9 +82,13 @@ What differs from the paper, and why:
   later: Rand+2 0.978 / 0.975 / 0.948, Rand+4 1.007 / 0.989 / 0.961, and per unit of time
   the two starts are on one curve (``refine_tradeoff.png``: TECFP-TEUS+2 78.27 bits/s/Hz
   in 4.0 ms, TECFP-Rand+4 78.35 in 4.5 ms; TECFP-TEUS alone 74.64 in 2.1 ms, TECFP-Rand+1
-  74.47 in 1.2 ms; WMMSE-Greedy 326 ms). So the ≥ 0.98 × WMMSE-Greedy target is met by TEUS+S, but at this size
-  the network buys about what two swap rounds buy, in about their time: the classical
-  search does the work.
+  74.47 in 1.2 ms; WMMSE-Greedy 326 ms). So the ≥ 0.98 × WMMSE-Greedy target is met by
+  TEUS+S, but at this size the network buys about what two swap rounds buy, in about
+  their time: the classical search does the work. With WMMSE labels, the target's
+  wording (``train labels.precoder=wmmse data.n_train=4000 train.compile=true
+  run.name=teus_wmmse_att_ref``; the 4,500 labels took ~19 min in two ``labels --shard``
+  lanes, training 12.5 min; best validation overlap 0.862): TEUS 0.962, TEUS+1 0.988,
+  TEUS+2 0.990 of WMMSE-Greedy (``results/scheduling/teus_wmmse_att_ref``).
 
 * Loss. The paper takes :math:`\boldsymbol\eta^{pro} = \mathrm{Softmax}(\mathbf y)` and then
   BCE against the K-hot :math:`\boldsymbol\eta^*`. A softmax over users sums to 1, so it
