@@ -23,7 +23,10 @@ changed — D_H = 32 from scratch (66.77 after 3,500 steps, same as D_H = 16), t
 noise feature (from scratch and warm-started: 64.97 at step 1500, 66.2-66.5), user
 attention (65.7 by step 2000) — while 2 steps after the shipped TECFP give 69.28 and the
 shipped TECFP fine-tuned through 2 steps (``tecfp_r2``, 12.6 min) 71.10. On 200 held-out
-drops that is 0.998 of WMMSE-MMSEInit at 31× its speed (TECFP alone: 0.933, 42×; stop-16 timings, see `bench` for current ones).
+drops that is 0.998 of WMMSE-MMSEInit at 46× its speed (TECFP alone: 0.933, 69×;
+``evaluate``'s timings, see ``bench`` for the batched ones). The same steps from MMSE
+(``MMSE+T``, reported beside them) give 0.809 / 0.874 / 0.904 after 1 / 3 / 5 steps: the
+network's start is worth more than five steps.
 
 User attention (``model.attention=auto``: the plan puts it on ``ue``, as for TEUS) did
 not help TECFP at equal steps: D_H = 16, same data and LR, validation sum rate 58.63
@@ -161,26 +164,29 @@ def _timed(fn, *args, reps=1):
 _STYLE = {"TECFP": "o-", "ZF": "s--", "MMSE": "^--", "WMMSE-RandInit": "v:", "WMMSE-MMSEInit": "d-"}
 
 
-def refined(steps) -> tuple[str, ...]:
-    """Method names of the refined TECFPs, ``"TECFP+T"`` for each ``T`` in ``steps``."""
-    return tuple(f"TECFP+{T}" for T in steps)
+def refined(steps, base: str = "TECFP") -> tuple[str, ...]:
+    """Method names of the refined TECFPs, ``"TECFP+T"`` for each ``T`` in ``steps`` (or of
+    another start, e.g. ``"MMSE+T"``)."""
+    return tuple(f"{base}+{T}" for T in steps)
 
 
 def compare(policy, H, s2, methods=("TECFP", "ZF", "MMSE", "WMMSE-RandInit", "WMMSE-MMSEInit"), seed=0):
     """Mean sum rate and seconds per sample of each method on the same channels.
 
     ``"TECFP"`` is ``policy`` as it is; ``"TECFP+T"`` is the same network followed by ``T``
-    WMMSE steps in CFP form (``policy.refine = T``, :func:`pegnn.wireless.cfp_refine`)."""
+    WMMSE steps in CFP form (``policy.refine = T``, :func:`pegnn.wireless.cfp_refine`);
+    ``"MMSE+T"`` is the same steps from MMSE: what the network's start is worth."""
     import copy
     from pegnn.wireless.precoders import mmse, zf
     from pegnn.wireless.rates import sum_rate
-    from pegnn.wireless.wmmse import wmmse
+    from pegnn.wireless.wmmse import cfp_refine, wmmse
 
     def with_refine(T):
         p = copy.copy(policy)
         p.refine = T
         return p
     run = {m: (lambda p=with_refine(int(m[6:])): p(H, s2)) for m in methods if m.startswith("TECFP+")}
+    run |= {m: (lambda T=int(m[5:]): cfp_refine(H, mmse(H, s2), s2, T)) for m in methods if m.startswith("MMSE+")}
     run |= {
         "TECFP": lambda: policy(H, s2),
         "ZF": lambda: zf(H),
@@ -200,8 +206,9 @@ def compare(policy, H, s2, methods=("TECFP", "ZF", "MMSE", "WMMSE-RandInit", "WM
 
 def evaluate(policy, n_test: int, out_dir: Path, channel="uma", quick=False, progress=True,
              refine=(3, 5)) -> dict:
-    """Per-SNR sum rates of TECFP, the refined TECFP+T (``T`` in ``refine``) and the
-    baselines on held-out drops (Fig. 4), and the size generalisation (Fig. 5)."""
+    """Per-SNR sum rates of TECFP, the refined TECFP+T (``T`` in ``refine``), the same
+    steps from MMSE (MMSE+T) and the baselines on held-out drops (Fig. 4), and the size
+    generalisation (Fig. 5)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -216,11 +223,13 @@ def evaluate(policy, n_test: int, out_dir: Path, channel="uma", quick=False, pro
     for snr in tqdm(snrs, desc="SNR", disable=not progress):
         s2 = 10 ** (-snr / 10)
         result["per_snr"][snr] = compare(policy, test["H"], torch.full((n_test,), s2),
-                                         methods=ours + ("ZF", "MMSE", "WMMSE-RandInit", "WMMSE-MMSEInit"))
+                                         methods=ours + ("ZF", "MMSE") + refined(refine, "MMSE")
+                                         + ("WMMSE-RandInit", "WMMSE-MMSEInit"))
     avg = {m: sum(result["per_snr"][s][m]["sum_rate"] for s in snrs) / len(snrs) for m in result["per_snr"][snrs[0]]}
     result["average_over_snr"] = avg
     result["ratio_tecfp_over_wmmse_mmseinit"] = avg["TECFP"] / avg["WMMSE-MMSEInit"]
-    result["ratio_over_wmmse_mmseinit"] = {m: avg[m] / avg["WMMSE-MMSEInit"] for m in ours}
+    result["ratio_over_wmmse_mmseinit"] = {m: avg[m] / avg["WMMSE-MMSEInit"]
+                                           for m in ours + refined(refine, "MMSE")}
     result["tecfp_never_below_mmse"] = all(result["per_snr"][s]["TECFP"]["sum_rate"] >= result["per_snr"][s]["MMSE"]["sum_rate"]
                                            for s in snrs)
     # generalisation without retraining (paper 000 Fig. 5): other N_T and K at 20 dB... and across SNRs
