@@ -6,6 +6,7 @@ r"""TEUS user scheduling (paper 000 Sec. II-C, IV-C, V-C): labels, train, evalua
                                         [--refine S ...] [--oracle mmse|wmmse]
     python -m tasks.scheduling bench    [--checkpoint FILE] [--tecfp FILE] [--refine S ...]
     python -m tasks.scheduling fig7     [--checkpoint FILE] [--n-test N] [--snr DB] [--precoders mmse,tecfp]
+                                        [--refine S ...]
 
 Problem (12)-(13): choose :math:`K` of :math:`\tilde K` candidate users,
 :math:`\boldsymbol\eta \in \{0,1\}^{\tilde K}`, :math:`\sum_{\tilde k}\eta_{\tilde k} = K`, to
@@ -89,6 +90,11 @@ What differs from the paper, and why:
   run.name=teus_wmmse_att_ref``; the 4,500 labels took ~19 min in two ``labels --shard``
   lanes, training 12.5 min; best validation overlap 0.862): TEUS 0.962, TEUS+1 0.988,
   TEUS+2 0.990 of WMMSE-Greedy (``results/scheduling/teus_wmmse_att_ref``).
+  With more candidates the start matters more (``fig7 --refine 1 2 --n-test 100 --out
+  results/scheduling/fig7_refine``, 20 dB; a round has K(K̃ - K) swaps, 128 at K̃ = 24):
+  MMSE-TEUS+2 / MMSE-Greedy is 1.003 / 1.005 / 1.004 / 1.001 at K̃ = 12 / 16 / 20 / 24,
+  Rand+2 0.979 / 0.934 / 0.895 / 0.866, and at K̃ = 24 TECFP-TEUS+1 gives 0.896 of
+  TECFP-Greedy in 8.0 ms against TECFP-Rand+2's 0.877 in 8.3 ms.
 
 * Loss. The paper takes :math:`\boldsymbol\eta^{pro} = \mathrm{Softmax}(\mathbf y)` and then
   BCE against the K-hot :math:`\boldsymbol\eta^*`. A softmax over users sums to 1, so it
@@ -487,7 +493,7 @@ FIG7 = {"N_T": [16, 24, 32, 48, 64], "K_tilde": [10, 12, 16, 20, 24]}
 
 
 def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=None, snr: float = 20.0,
-         channel="uma", sweeps=FIG7, progress=True) -> dict:
+         channel="uma", sweeps=FIG7, progress=True, refine=()) -> dict:
     """Paper 000 Fig. 7: sum rate of Rand/Greedy/TEUS on each precoder when N_T or K̃
     differs from the training scenario (K = 8, N_R = 2 fixed; the other size at its
     training value), at one SNR, on held-out drops (seed 2), without retraining.
@@ -515,7 +521,7 @@ def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=N
             H = data["H"].to(torch.complex128)
             s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
             done[at] = {"sizes": {**sz, "K": k, "N_R": N_R}, "channels_key": key,
-                        **_schemes(H, s2, k, teus, precs, seed=0)}
+                        **_schemes(H, s2, k, teus, precs, seed=0, refine=refine)}
         res["sweeps"].setdefault(var, []).append(done[at])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "fig7.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -524,7 +530,8 @@ def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=N
         xs = [r["sizes"][var] for r in rows]
         for m in [m for m in rows[0] if "-" in m]:
             p_, s_ = m.split("-")
-            ax.plot(xs, [r[m]["sum_rate"] for r in rows], STYLES[s_], color=COLOURS[p_], label=m, ms=5)
+            style = STYLES.get(s_) or ("-." if s_.startswith("TEUS") else ":") + "^dP*"[refine.index(int(s_[5:])) % 4]
+            ax.plot(xs, [r[m]["sum_rate"] for r in rows], style, color=COLOURS[p_], label=m, ms=5)
         ax.axvline(base[var], color="k", lw=0.8, ls="--")
         fixed = "K̃=12" if var == "N_T" else "N_T=32"
         ax.set(xlabel={"N_T": "N_T", "K_tilde": "K̃ (candidates)"}[var], ylabel="sum rate (bits/s/Hz)",
@@ -619,6 +626,8 @@ def main(argv=None) -> int:
             q.add_argument("--snr", type=float, default=20.0, help="SNR in dB")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,tecfp", help="comma list of mmse, wmmse, tecfp")
+            q.add_argument("--refine", type=positive_int, nargs="*", default=[], metavar="S",
+                           help="also TEUS+S and Rand+S (swap search after the mask; default: none)")
     for q in sub.choices.values():
         q.add_argument("--threads", type=positive_int, default=None,
                        help="torch threads (default: 1 for commands that time methods, see "
@@ -656,7 +665,7 @@ def main(argv=None) -> int:
                 if not math.isfinite(args.snr):
                     raise ValueError(f"--snr: expected a finite number of dB, got {args.snr}")
                 out = Path(args.out or ROOT / "results" / "scheduling" / "fig7")
-                r = fig7(pol, args.n_test, out, names, args.tecfp, args.snr, args.channel)
+                r = fig7(pol, args.n_test, out, names, args.tecfp, args.snr, args.channel, refine=tuple(args.refine))
                 for var, rows in r["sweeps"].items():
                     for row in rows:
                         print(f"{var}={row['sizes'][var]:>3}: " + ", ".join(

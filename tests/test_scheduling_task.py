@@ -270,12 +270,13 @@ def test_shipped_teus_beats_random_scheduling_on_unseen_uma_drops():
 
 def test_fig7_sweep_writes_json_and_plot(tmp_path, monkeypatch, one_thread):
     """Fig. 7 on a tiny sweep (Rayleigh, 8 drops, MMSE): every point schedules K = 8 of
-    K̃, greedy beats random, and K̃ = 12 (the training size) equals the evaluate path."""
+    K̃, greedy beats random, the swap-refined schemes (``refine``) never lose to their
+    start, and K̃ = 12 (the training size) equals the evaluate path."""
     from pegnn import pretrained
     from tasks.scheduling import fig7
     monkeypatch.setenv("PEGNN_CACHE", str(tmp_path / "cache"))
     r = fig7(pretrained("teus"), 8, tmp_path, names=("mmse",), snr=10.0, channel="rayleigh",
-             sweeps={"K_tilde": [10, 14], "N_T": [24]}, progress=False)
+             sweeps={"K_tilde": [10, 14], "N_T": [24]}, progress=False, refine=(1,))
     assert (tmp_path / "fig7.json").exists() and (tmp_path / "fig7_generalisation.png").exists()
     rows = r["sweeps"]["K_tilde"] + r["sweeps"]["N_T"]
     assert [row["sizes"]["K_tilde"] for row in rows] == [10, 14, 12]
@@ -283,6 +284,8 @@ def test_fig7_sweep_writes_json_and_plot(tmp_path, monkeypatch, one_thread):
     for row in rows:
         assert row["MMSE-Greedy"]["sum_rate"] > row["MMSE-Rand"]["sum_rate"] > 0, row
         assert 0 <= row["MMSE-TEUS"]["overlap_with_greedy"] <= 1
+        assert row["MMSE-TEUS+1"]["sum_rate"] >= row["MMSE-TEUS"]["sum_rate"] - 1e-9    # the swap never loses
+        assert row["MMSE-Rand+1"]["sum_rate"] >= row["MMSE-Rand"]["sum_rate"] - 1e-9
 
 
 @pytest.mark.parametrize("argv, fragment", [
