@@ -139,12 +139,15 @@ class TEUSPolicy:
         return self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var, self.noise_feature, extra))["eta"]
 
     @staticmethod
+    def _check_k(k, K: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K:
+            raise ValueError(f"TEUSPolicy: k must be an int in [1, K̃ = {K}], got {k!r}")
+
+    @staticmethod
     def top_k(scores: Tensor, k: int) -> Tensor:
         """Bool mask ``[B, K̃]`` of the ``k`` largest ``scores`` per row (exactly ``k``,
         ties broken by :func:`torch.topk`)."""
-        K = scores.shape[-1]
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K:
-            raise ValueError(f"TEUSPolicy: k must be an int in [1, K̃ = {K}], got {k!r}")
+        TEUSPolicy._check_k(k, scores.shape[-1])
         mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
         return mask.scatter_(-1, scores.topk(k, dim=-1).indices, True)
 
@@ -162,8 +165,8 @@ class TEUSPolicy:
         """The network's mask before any swap refinement."""
         if self.decode == "topk":
             return self.top_k(self.logits(H, noise_var), k)
+        self._check_k(k, H.shape[1])
         chosen = torch.zeros(H.shape[:2], dtype=torch.bool, device=H.device)
-        self.top_k(chosen.float(), k)           # checks k
         rows = torch.arange(H.shape[0], device=H.device)
         for _ in range(k):
             y = self.logits(H, noise_var, chosen).masked_fill(chosen, float("-inf"))

@@ -135,6 +135,7 @@ import torch.nn.functional as F
 
 from pegnn.config import TaskArgumentParser, non_negative_int, positive_int
 from pegnn.cpu import keep_freed_memory
+from tasks.precoding import refined     # "X+S" names of a refined scheme, shared with TECFP+T
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_scheduling.yaml"
@@ -366,9 +367,13 @@ class LabelOracle:
         return greedy_schedule(H, s2, k, self.P)
 
 
-def refined(steps, base: str = "TEUS") -> tuple[str, ...]:
-    """Scheduler names of a swap-refined scheduler, ``"TEUS+S"`` for each ``S`` in ``steps``."""
-    return tuple(f"{base}+{S}" for S in steps)
+def _style(sname: str, refine) -> str:
+    """Line style of a scheduler: the paper's three from :data:`STYLES`; ``X+S``
+    dash-dotted (TEUS) or dotted (Rand), one marker per ``S`` of ``refine``."""
+    if sname in STYLES:
+        return STYLES[sname]
+    base, S = sname.split("+")
+    return ("-." if base == "TEUS" else ":") + "^dP*"[list(refine).index(int(S)) % 4]
 
 
 def _schemes(H, s2, k, teus, precs: dict, seed: int, refine=()) -> dict:
@@ -388,7 +393,7 @@ def _schemes(H, s2, k, teus, precs: dict, seed: int, refine=()) -> dict:
                  "Greedy": lambda: greedy_schedule(H, s2, k, P),
                  "TEUS": lambda: teus(H, s2, k),
                  **{name: (lambda S=S: swap_refine(H, s2, teus(H, s2, k), mmse, S))
-                    for name, S in zip(refined(refine), refine)},
+                    for name, S in zip(refined(refine, "TEUS"), refine)},
                  **{name: (lambda S=S: swap_refine(H, s2, sched["Rand"](), mmse, S))
                     for name, S in zip(refined(refine, "Rand"), refine)}}
         for sname, fn in sched.items():
@@ -400,7 +405,7 @@ def _schemes(H, s2, k, teus, precs: dict, seed: int, refine=()) -> dict:
             R = sum_rate(H_sub.to(torch.complex128), V.to(torch.complex128), s2)
             res[f"{pname}-{sname}"] = {"sum_rate": float(R.mean()), "sec_per_sample": sec}
             masks[(pname, sname)] = mask
-        for sname in ("TEUS",) + refined(refine):
+        for sname in ("TEUS",) + refined(refine, "TEUS"):
             g, t = masks[(pname, "Greedy")], masks[(pname, sname)]
             res[f"{pname}-{sname}"]["overlap_with_greedy"] = float((g & t).sum(1).float().mean() / k)
     return res
@@ -442,7 +447,7 @@ def evaluate(teus, n_test: int, out_dir: Path, names=("mmse", "wmmse", "tecfp"),
     avg = result["average_over_snr"]
     result["teus_over_greedy"] = {p: avg[f"{p}-TEUS"] / avg[f"{p}-Greedy"] for p in precs}
     result["refined_over_greedy"] = {m: {p: avg[f"{p}-{m}"] / avg[f"{p}-Greedy"] for p in precs}
-                                     for m in refined(refine) + refined(refine, "Rand")}
+                                     for m in refined(refine, "TEUS") + refined(refine, "Rand")}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     # Fig. 6: sum rate vs SNR, colour = precoder, line style = scheduler (the paper's three)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -530,8 +535,7 @@ def fig7(teus, n_test: int, out_dir: Path, names=("mmse", "tecfp"), tecfp_path=N
         xs = [r["sizes"][var] for r in rows]
         for m in [m for m in rows[0] if "-" in m]:
             p_, s_ = m.split("-")
-            style = STYLES.get(s_) or ("-." if s_.startswith("TEUS") else ":") + "^dP*"[refine.index(int(s_[5:])) % 4]
-            ax.plot(xs, [r[m]["sum_rate"] for r in rows], style, color=COLOURS[p_], label=m, ms=5)
+            ax.plot(xs, [r[m]["sum_rate"] for r in rows], _style(s_, refine), color=COLOURS[p_], label=m, ms=5)
         ax.axvline(base[var], color="k", lw=0.8, ls="--")
         fixed = "K̃=12" if var == "N_T" else "N_T=32"
         ax.set(xlabel={"N_T": "N_T", "K_tilde": "K̃ (candidates)"}[var], ylabel="sum rate (bits/s/Hz)",
@@ -575,8 +579,8 @@ def bench(teus, out: Path, tecfp_path=None, n: int = 200, n_wmmse: int = 10, ref
     result = {"sizes": {"N_T": N_T, "K_tilde": Kt, "K": k, "N_R": N_R, "batch": n, "batch_wmmse": n_wmmse},
               "snr_db": 10, "channel": "rayleigh", "schemes": res, "ours": ours,
               f"speedup_{ours}_over_WMMSE-Greedy": res["WMMSE-Greedy"]["sec_per_sample"] / res[ours]["sec_per_sample"],
-              "speedup_refined_over_WMMSE-Greedy": {f"{ours}{m[4:]}": res["WMMSE-Greedy"]["sec_per_sample"]
-                                                    / res[f"{ours}{m[4:]}"]["sec_per_sample"] for m in refined(refine)},
+              "speedup_refined_over_WMMSE-Greedy": {m: res["WMMSE-Greedy"]["sec_per_sample"] / res[m]["sec_per_sample"]
+                                                    for m in refined(refine, ours)},
               "training_samples_per_s": thr, "threads": torch.get_num_threads(),
               "paper_table_II_multiplications": {"MMSE-Greedy": 1.8e6, "MMSE-TEUS": 1.4e6, "WMMSE-Greedy": 6.4e8,
                                                  "WMMSE-TEUS": 5.8e7, "TECFP-TEUS": 2.8e7}}
