@@ -7,7 +7,8 @@
 
 Every user mistake (a bad spec, bad ``--sizes``, an unwritable output) is reported
 as one line ``error: <source>: <key path>: <message>`` on stderr with exit status 2,
-never as a traceback; argparse's usage errors also exit with 2. Subcommands are
+never as a traceback; usage errors (an unknown option, a missing command) are one
+line ``error: pegnn ...: <message> (see --help)``, exit 2, as in the task scripts. Subcommands are
 argparse subparsers, registered in :data:`COMMANDS`, so more can be added beside
 ``inspect``.
 """
@@ -18,6 +19,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
+from .config import TaskArgumentParser, positive_int
 from .graph import build_graph, resolve_sizes
 from .plan import plan as make_plan
 from .spec import ProblemSpec, SpecError, load_spec
@@ -68,8 +70,9 @@ def _add_inspect(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--draw", metavar="FILE.png",
                    help="draw the instance (the --sizes one, else a small default) to an image file")
-    p.add_argument("--hidden", type=int, default=32, help="hidden width of the model whose parameters are counted")
-    p.add_argument("--layers", type=int, default=3, help="backbone layers of that model")
+    p.add_argument("--hidden", type=positive_int, default=32,
+                   help="hidden width of the model whose parameters are counted")
+    p.add_argument("--layers", type=positive_int, default=3, help="backbone layers of that model")
     p.set_defaults(run=_inspect)
 
 
@@ -173,9 +176,9 @@ COMMANDS: list[Callable] = [_add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pegnn", description="Permutation-equivariant GNNs for wireless resource "
-                                                           "allocation, declared from the problem's sets.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap = TaskArgumentParser(prog="pegnn", description="Permutation-equivariant GNNs for wireless resource "
+                                                      "allocation, declared from the problem's sets.")
+    sub = ap.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
     return ap
@@ -195,6 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # `pegnn inspect ... | head`
         return 0
+    except (MemoryError, RuntimeError) as e:  # e.g. --sizes re=10**11: torch cannot allocate the graph
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        import re
+        need = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"one tensor alone needs {int(need.group(1)) / 2**30:,.0f} GiB" if need else type(e).__name__
+        print(f"error: pegnn {args.command}: out of memory for these --sizes/--hidden ({what}); "
+              f"expected sizes that fit in memory", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ import argparse
 import copy
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 __all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config", "positive_int", "non_negative_int",
-           "TaskArgumentParser"]
+           "path_arg", "check_writable", "TaskArgumentParser"]
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,8 @@ def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defau
             data = _yaml(Path(base).read_text()) or {}
         except OSError as e:
             raise ConfigError(f"{src}: <file>: cannot read the config ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{src}: <file>: not a text (UTF-8) file; expected a YAML config") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{src}: <yaml>: malformed YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, Mapping):
@@ -113,6 +116,8 @@ def apply_overrides(cfg: dict, overrides: Sequence[str], strict: bool = True) ->
         except yaml.YAMLError:
             value = raw
         node, parts = cfg, key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override: {ov}: empty key name in {key.strip()!r}; expected e.g. model.hidden=16")
         for i, p in enumerate(parts[:-1]):
             if p not in node:
                 if strict:
@@ -162,6 +167,39 @@ positive_int = _int_at_least(1, "a positive int")
 non_negative_int = _int_at_least(0, "a non-negative int")
 
 
+def path_arg(text: str) -> str:
+    """argparse ``type=`` for a path: an empty one (``--checkpoint "$UNSET"``) is refused
+    rather than read as "not given" and silently replaced by a default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Raise ``ValueError`` naming ``what`` (``"--out"``, ``"run.out"``) unless a folder
+    can be made at ``path`` and written in; nothing it makes stays. Called before any
+    work, so an unwritable output is one line at once, not a traceback after a long run."""
+    p = Path(path)
+    made, q = [], p
+    while not q.exists() and q != q.parent:   # the folders this check creates, deepest first
+        made.append(q)
+        q = q.parent
+    try:
+        if q.exists() and not q.is_dir():
+            raise NotADirectoryError(20, f"{q} is a file")
+        p.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=p).close()
+    except OSError as e:
+        raise ValueError(f"{what}: cannot write to {str(p)!r} ({e.strerror or e})") from None
+    finally:
+        for m in made:
+            try:
+                m.rmdir()
+            except OSError:
+                pass
+    return p
+
+
 class TaskArgumentParser(argparse.ArgumentParser):
     """The task scripts' parser: a usage mistake (``--n-test 0``, an unknown flag, a
     missing command) is one line ``error: <prog>: <message> (see --help)`` on stderr and
@@ -171,3 +209,34 @@ class TaskArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # a missing command is named by its choices ("required: {train,evaluate}"), not by
+        # the subparsers' dest ("cmd"); the usage line is what argparse shows anyway
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction) and a.metavar is None:
+                a.metavar = "{" + ",".join(a.choices) + "}"
+        return super().parse_known_args(args, namespace)
+
+    def parse_task(self, argv=None, untimed: Sequence[str] = ("train", "labels")):
+        """Parse a task command line and apply what every task command shares.
+
+        * ``--threads N`` on each command (or on the parser, without commands): torch's
+          intra-op threads. Default 1 for commands that time methods, i.e. all but those
+          in ``untimed`` (training keeps torch's default); see
+          :func:`pegnn.train.set_threads` for why.
+        * :func:`pegnn.cpu.keep_freed_memory` (large batch tensors reuse heap memory).
+        """
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        for q in (list(subs[0].choices.values()) if subs else [self]):
+            if not any("--threads" in a.option_strings for a in q._actions):
+                q.add_argument("--threads", type=positive_int, default=None,
+                               help="torch threads (default: 1 for commands that time methods, see "
+                                    "pegnn.train.set_threads; torch's default for training)")
+        args = self.parse_args(argv)
+        from .cpu import keep_freed_memory
+        from .train import set_threads
+        keep_freed_memory()
+        if args.threads is not None or getattr(args, "cmd", None) not in untimed:
+            set_threads(1 if args.threads is None else args.threads)
+        return args

@@ -193,6 +193,8 @@ def read_policy_file(path: str | Path, kind: str | None = None) -> dict:
     needs: a file of another kind is refused. Raises ``ValueError`` with one line for a
     missing file or one that is not a policy file (e.g. a Lightning ``.ckpt``:
     :func:`pegnn.train.load_policy_checkpoint` reads those)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: a folder, expected a policy file (e.g. {Path(path) / 'policy.pt'})")
     if not Path(path).is_file():
         raise ValueError(f"{path}: no such policy file")
     try:

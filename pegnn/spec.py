@@ -225,6 +225,8 @@ def _mapping(x: Any, src: str, path: str, allowed: set[str] | None = None,
              optional: bool = False) -> dict:
     if x is None and optional:
         return {}
+    if x is None and path == "<root>":
+        raise SpecError(src, path, "the spec is empty; expected a mapping with sets, inputs and outputs")
     if not isinstance(x, Mapping):
         raise SpecError(src, path, f"expected a mapping, got {type(x).__name__}")
     for k in x:

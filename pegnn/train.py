@@ -19,6 +19,7 @@ the checkpoint (``ckpt["pegnn"]``).
 """
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from datetime import timedelta
@@ -195,8 +196,12 @@ def check_config(cfg: Mapping) -> None:
     """Check the keys all task configs share before any work starts (data generation
     can take minutes): sizes, data counts, model width/depth/heads and the training
     loop's counts must be positive ints, ``train.lr``/``lr_decay`` positive numbers,
-    ``train.lr_decay_at`` in [0, 1], ``train.grad_clip`` unset or ≥ 0. Raises
-    ``ValueError`` with one line naming the key."""
+    ``train.lr_decay_at`` in [0, 1], ``train.grad_clip`` unset or ≥ 0; and, where the
+    config has them, ``train.batch_size`` ≤ ``data.n_train``, a well-formed
+    ``train.max_time``, a readable ``train.init``, a Lightning ``train.strategy``,
+    ``data.snrs`` / ``data.noise_feature`` / ``data.channel`` of the known kinds, a plain
+    ``run.name`` and a writable ``run.out``. Raises ``ValueError`` with one line naming
+    the key."""
     def leaves(pattern):
         sec, key = pattern.split(".")
         node = cfg.get(sec)
@@ -222,6 +227,55 @@ def check_config(cfg: Mapping) -> None:
     for path, v in leaves("train.grad_clip"):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
             fail(path, v, "null or a non-negative number")
+    t, d, run = (cfg.get(k) if isinstance(cfg.get(k), Mapping) else {} for k in ("train", "data", "run"))
+    if isinstance(d.get("n_train"), int) and isinstance(t.get("batch_size"), int) and t["batch_size"] > d["n_train"]:
+        fail("train.batch_size", t["batch_size"], f"at most data.n_train = {d['n_train']} (batches are full, "
+             "drop_last: a larger one leaves no training batch)")
+    if t.get("max_time") is not None:
+        try:
+            max_time_seconds(t["max_time"])
+        except (TypeError, ValueError):
+            fail("train.max_time", t["max_time"], "null or DD:HH:MM:SS, e.g. 00:01:30:00")
+    if t.get("init"):
+        _read_weights(t["init"])
+    if t.get("strategy") is not None:
+        from lightning.pytorch.strategies import StrategyRegistry
+        known = ["auto", *StrategyRegistry.available_strategies()]
+        if t["strategy"] not in known:
+            fail("train.strategy", t["strategy"], f"null or one of Lightning's strategies {known[:4]} ...")
+    if "snrs" in d:
+        v = d["snrs"]
+        if (not isinstance(v, (list, tuple)) or not v
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            fail("data.snrs", v, "a non-empty list of SNRs in dB, e.g. [0, 10, 20]")
+    if d.get("noise_feature") is not None:
+        from .policies import NOISE_FEATURES
+        if d["noise_feature"] not in NOISE_FEATURES:
+            fail("data.noise_feature", d["noise_feature"], f"one of {list(NOISE_FEATURES)}")
+    if d.get("channel") is not None:
+        from .data import MODELS
+        if d["channel"] not in MODELS:
+            fail("data.channel", d["channel"], f"one of {sorted(MODELS)}")
+    if "name" in run:
+        name = str(run["name"])
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+            fail("run.name", run["name"], "a plain folder name (the run goes to run.out/run.name)")
+    if run.get("out"):
+        from .config import check_writable
+        check_writable(run["out"], "run.out")
+
+
+def model_from_config(spec, model_cfg: Mapping):
+    """``PEGNN(spec, **model_cfg)`` for a task's ``model`` section; a mistake in it (an
+    unknown pattern, a width not divisible by the heads, an attention set the spec does
+    not recur over) is one line naming ``model.<key>``."""
+    from .models import PEGNN
+    try:
+        return PEGNN(spec, **model_cfg)
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        raise ValueError(f"config: model.{msg[len('PEGNN: '):]}" if msg.startswith("PEGNN: ")
+                         else f"config: model: {msg}") from None
 
 
 def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,
@@ -252,6 +306,9 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     gen = torch.Generator().manual_seed(seed)
     train_dl = DataLoader(train_ds, batch_size=int(t["batch_size"]), shuffle=True, collate_fn=collate,
                           num_workers=int(t.get("workers", 0)), generator=gen, drop_last=True)
+    if len(train_dl) == 0:
+        raise ValueError(f"train.batch_size: {t['batch_size']} is more than the {len(train_ds)} training samples "
+                         "(batches are full, drop_last: no training batch)")
     val_dl = (DataLoader(val_ds, batch_size=int(t.get("val_batch_size", t["batch_size"])), collate_fn=collate,
                          num_workers=int(t.get("workers", 0))) if val_ds is not None else None)
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -305,17 +362,26 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load the weights of a policy file (:func:`pegnn.policies.save_policy`) or a
     Lightning checkpoint into ``model`` — to fine-tune or continue a run with a new
     schedule. The architecture must match exactly; a mismatch is one clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"train.init: no such file {str(path)!r} (expected a policy .pt or a Lightning .ckpt)")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    sd = ck["state_dict"] if "kind" in ck else _model_state(ck)
+    sd = _read_weights(path)
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"train.init: {path} does not fit this model ({first}); "
                          f"use the same spec and model.* settings as the run that wrote it") from None
+
+
+def _read_weights(path: str | Path) -> dict:
+    """The model's state dict in a policy file or a Lightning checkpoint (``train.init``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"train.init: no such file {str(path)!r} (expected a policy .pt or a Lightning .ckpt)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        return ck["state_dict"] if "kind" in ck else _model_state(ck)
+    except Exception as e:  # a foreign file: pickle/zip/key errors of many kinds
+        raise ValueError(f"train.init: {path} is not a policy .pt or a Lightning .ckpt "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})") from None
 
 
 def load_policy_checkpoint(path: str | Path) -> tuple[dict, dict]:

@@ -13,7 +13,9 @@ BENCHES = {"engine": "tasks.bench_engine", "wireless": "tasks.bench_wireless"}
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in BENCHES:
-        print(f"usage: python -m tasks.bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
+        what = f"unknown benchmark {argv[0]!r}" if argv else "no benchmark named"
+        print(f"error: python -m tasks.bench: {what}; expected one of {{{','.join(BENCHES)}}} "
+              f"(usage: python -m tasks.bench {{{','.join(BENCHES)}}} [options])", file=sys.stderr)
         return 2
     return importlib.import_module(BENCHES[argv[0]]).main(argv[1:])
 

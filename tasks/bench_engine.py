@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pegnn.config import TaskArgumentParser, non_negative_int, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_precoding.yaml"
@@ -115,14 +114,16 @@ def _peak_child(variant: str, batch: int, reps: int) -> None:
 def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.bench engine", description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=positive_int, default=256)
-    ap.add_argument("--reps", type=positive_int, default=20)
-    ap.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "engine.json"))
-    ap.add_argument("--_peak", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ap.add_argument("--reps", type=positive_int, default=20, help="timed repetitions (at least 2, for the IQR)")
+    ap.add_argument("--out", type=path_arg, default=str(ROOT / "results" / "bench" / "engine.json"))
+    ap.add_argument("--_peak", choices=["handwritten", "dense", "sparse"], help=argparse.SUPPRESS)
+    args = ap.parse_task(argv)
+    if args.reps < 2:
+        ap.error(f"--reps: expected at least 2 (the IQR needs two timings), got {args.reps}")
+    try:
+        check_writable(Path(args.out).parent, "--out")
+    except ValueError as e:
+        ap.error(str(e))
     if args._peak:
         _peak_child(args._peak, args.batch, 3)
         return 0

@@ -47,8 +47,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,11 +314,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=positive_int, default=2)
     ap.add_argument("--reps", type=positive_int, default=5)
     ap.add_argument("--no-time", action="store_true", help="FLOPs and parameters only")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "complexity.json"))
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
-    torch.set_num_threads(1)
+    ap.add_argument("--out", type=path_arg, default=str(ROOT / "results" / "bench" / "complexity.json"))
+    args = ap.parse_task(argv)
     try:
+        check_writable(Path(args.out).parent, "--out")
         bad = [s for s in args.specs if s not in BASE]
         if bad:
             raise ValueError(f"--specs: unknown spec {bad[0]!r}; expected some of {sorted(BASE)}")

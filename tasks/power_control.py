@@ -58,8 +58,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "power_control_pc.yaml"
@@ -171,11 +170,6 @@ class PCPolicy:
         return powers(self.model(self.graph(G)))
 
 
-def build_model(spec, model_cfg: dict):
-    from pegnn.models import PEGNN
-    return PEGNN(spec, **model_cfg)
-
-
 def save_pc_policy(path: Path, model, info: dict) -> None:
     """The policy-file format of :func:`pegnn.policies.save_policy`, kind ``"pc"``."""
     from pegnn.policies import save_policy
@@ -185,12 +179,13 @@ def save_pc_policy(path: Path, model, info: dict) -> None:
 def load_pc_policy(path: str | Path) -> PCPolicy:
     from pegnn.policies import read_policy_file
     from pegnn.spec import ProblemSpec
+    from pegnn.train import model_from_config
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.power_control train`)")
     ck = read_policy_file(p, kind="pc")
     spec = ProblemSpec.from_dict(ck["spec"], source=str(p))
-    model = build_model(spec, ck["model"])
+    model = model_from_config(spec, ck["model"])
     model.load_state_dict(ck["state_dict"])
     return PCPolicy(model, {**ck.get("info", {}), "path": str(p)})
 
@@ -198,11 +193,11 @@ def load_pc_policy(path: str | Path) -> PCPolicy:
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint, model_from_config
     check_config(cfg)
     spec = load_spec(cfg["spec"])
     torch.manual_seed(int(cfg["train"]["seed"]))
-    model = build_model(spec, cfg["model"])  # first, so a bad model key fails before the data is made
+    model = model_from_config(spec, cfg["model"])  # first, so a bad model key fails before the data is made
     K, d, ch = int(cfg["sizes"]["K"]), cfg["data"], cfg["channel"]
     tr = d2d_channels(int(d["n_train"]), K, int(d["seed"]), **ch)
     va = d2d_channels(int(d["n_val"]), K, int(d["val_seed"]), **ch)
@@ -395,19 +390,19 @@ def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.power_control", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train the P-C GNN (model.attention=all: the all-attention variant)")
-    p.add_argument("--config", help="YAML config (defaults: DEFAULTS in this file)")
+    p.add_argument("--config", type=path_arg, help="YAML config (defaults: DEFAULTS in this file)")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.attention=all")
     for name in ("evaluate", "bench"):
         q = sub.add_parser(name)
-        q.add_argument("--gnn", nargs="+", required=True, help="policy.pt of the plan's GNN (one per seed)")
-        q.add_argument("--gnn-all", nargs="+", required=True, help="policy.pt of the all-attention GNN")
-        q.add_argument("--out", default=None)
+        q.add_argument("--gnn", type=path_arg, nargs="+", required=True,
+                       help="policy.pt of the plan's GNN (one per seed)")
+        q.add_argument("--gnn-all", type=path_arg, nargs="+", required=True,
+                       help="policy.pt of the all-attention GNN")
+        q.add_argument("--out", type=path_arg, default=None)
         if name == "evaluate":
             q.add_argument("--n-test", type=positive_int, default=2000)
             q.add_argument("--quick", action="store_true", help="K = 5, 20 only")
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
-    torch.set_num_threads(1)
+    args = ap.parse_task(argv, untimed=())    # training too ran on one thread (the results' runs)
     try:
         if args.cmd == "train":
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
@@ -418,18 +413,25 @@ def main(argv=None) -> int:
             return 0
         gnn = [load_pc_policy(x) for x in args.gnn]
         gnn_all = [load_pc_policy(x) for x in args.gnn_all]
+        for flag, pols, want in (("--gnn", gnn, ("auto", "none")), ("--gnn-all", gnn_all, ("all",))):
+            for pol in pols:   # swapped flags would silently swap the two columns
+                att = pol.info.get("config", {}).get("model", {}).get("attention")
+                if att is not None and att not in want:
+                    raise ValueError(f"{flag}: {pol.info['path']} was trained with model.attention={att}; "
+                                     f"{flag} takes model.attention={' or '.join(want)}")
         for pol in gnn + gnn_all:
             pol.info.setdefault("seed", pol.info.get("config", {}).get("train", {}).get("seed"))
         if args.cmd == "evaluate":
             if args.n_test < 10:
                 raise ValueError(f"--n-test must be >= 10, got {args.n_test}")
             channel = gnn[0].info.get("config", {}).get("channel", DEFAULTS["channel"])
-            out = Path(args.out or ROOT / "results" / "power_control" / "eval")
+            out = check_writable(args.out or ROOT / "results" / "power_control" / "eval", "--out")
             r = evaluate(gnn, gnn_all, args.n_test, out, channel, args.quick)
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'power_control.png'}")
         else:
             out = Path(args.out or ROOT / "results" / "bench" / "power_control.json")
+            check_writable(out.parent, "--out")
             r = bench(gnn[0], gnn_all[0], out)
             print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:

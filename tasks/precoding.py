@@ -44,8 +44,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
 from pegnn.wireless.rates import _non_negative_int
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,14 +124,13 @@ def training_set(d: dict, sz: dict):
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path:
     from pegnn import load_spec
-    from pegnn.models import PEGNN
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint, model_from_config
     check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])
     torch.manual_seed(cfg["train"]["seed"])
-    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the data is made
+    model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the data is made
     sz, d = cfg["sizes"], cfg["data"]
     tr = training_set(d, sz)
     va = channels(d["channel"], d["n_val"], d["val_seed"], sz["K"], sz["N_R"], sz["N_T"], d["snrs"])
@@ -388,13 +386,13 @@ def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.precoding", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train TECFP")
-    p.add_argument("--config", help="YAML config (defaults: the paper's setup on a CPU budget)")
+    p.add_argument("--config", type=path_arg, help="YAML config (defaults: the paper's setup on a CPU budget)")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.hidden=16")
     for name in ("evaluate", "bench"):
         q = sub.add_parser(name)
-        q.add_argument("--checkpoint", help="a policy.pt from a run (default: the shipped one)")
+        q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
-        q.add_argument("--out", default=None)
+        q.add_argument("--out", type=path_arg, default=None)
         q.add_argument("--refine", type=positive_int, nargs="*", default=[3, 5], metavar="T",
                        help="also report TECFP+T: T WMMSE steps in CFP form after the network (default: 3 5)")
         if name == "evaluate":
@@ -405,32 +403,26 @@ def main(argv=None) -> int:
     q.add_argument("--pretrained", action="store_true", help="use the shipped policy instead of training")
     q.add_argument("--minutes", type=float, default=3.0, help="training time budget without --pretrained")
     q.add_argument("--n-test", type=positive_int, default=100)
-    q.add_argument("--out", default=str(ROOT / "results" / "demo"))
-    for q in sub.choices.values():
-        q.add_argument("--threads", type=positive_int, default=None,
-                       help="torch threads (default: 1 for commands that time methods, see "
-                            "pegnn.train.set_threads; torch's default for training)")
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
+    q.add_argument("--out", type=path_arg, default=str(ROOT / "results" / "demo"))
+    args = ap.parse_task(argv)
     try:
-        from pegnn.train import set_threads
-        if args.threads is not None or args.cmd not in ("train", "labels"):
-            set_threads(1 if args.threads is None else args.threads)
         if args.cmd == "demo":
+            check_writable(args.out, "--out")
             demo(args.pretrained, args.minutes, args.n_test, Path(args.out), progress=sys.stderr.isatty())
         elif args.cmd == "train":
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
             train(cfg)
         elif args.cmd == "evaluate":
             pol = _policy(args)
-            out = Path(args.out or ROOT / "results" / "precoding" / ("pretrained" if not args.checkpoint
-                                                                       else Path(args.checkpoint).parent.name))
+            out = check_writable(args.out or ROOT / "results" / "precoding" / (
+                "pretrained" if not args.checkpoint else Path(args.checkpoint).parent.name), "--out")
             r = evaluate(pol, args.n_test, out, args.channel, args.quick, refine=args.refine)
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'generalisation.png'}")
         elif args.cmd == "bench":
-            r = bench(_policy(args), Path(args.out or ROOT / "results" / "bench" / "precoding.json"),
-                      refine=args.refine)
+            out = Path(args.out or ROOT / "results" / "bench" / "precoding.json")
+            check_writable(out.parent, "--out")
+            r = bench(_policy(args), out, refine=args.refine)
             keys = ("speedup_tecfp_over_wmmse_mmseinit", "speedup_refined_over_wmmse_mmseinit",
                     "training_samples_per_s", "multiplications_per_sample")
             print(json.dumps({k: r[k] for k in keys}, indent=2))

@@ -117,7 +117,7 @@ runs trained otherwise, and several processes may fill one folder with different
   train.progress=false`` and the same with ``train.seed=1`` into ``fig5_ris_full_seed1``.
   Seed 0: 250 drops 0.915 / 0.986 / 0.955, 1000 0.935 / 0.969 / 0.956, 4000 0.972 /
   0.957 / 0.958; seed 1: 250 0.956 / 0.992 / 0.979, 1000 0.944 / 0.974 / 0.965, 4000
-  0.958 / 0.951 / 0.963. User attention is best in 1 of 6 points (seed 0, 4000). A
+  0.958 / 0.951 / 0.962. User attention is best in 1 of 6 points (seed 0, 4000). A
   smaller config (``fig5 model.hidden=16 train.max_steps=600 train.val_every=150
   train.max_time=null train.grad_clip=null``, seeds 0 and 1, ``fig5_ris`` and
   ``fig5_ris_seed1``) agrees: 1 of 6. In this regime the sum-SE optimum serves mostly
@@ -150,8 +150,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ris_pr.yaml"
@@ -320,14 +319,13 @@ def objective(samples, raw):
 
 
 # ---------------------------------------------------------------- train
-def train(cfg: dict, quiet: bool = False) -> Path | None:
-    """Train one GNN; writes ``<run>/policy.pt`` and returns its path."""
-    from pegnn.models import PEGNN
-    from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint
+def check(cfg: dict):
+    """Every check of a training config that needs no data (the shared ones of
+    :func:`pegnn.train.check_config`, then this task's); returns the spec."""
+    from pegnn.train import check_config
     check_config(cfg)
     spec = task_spec(cfg["spec"], cfg["features"]["W_0"])
-    sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
+    sz, d = cfg["sizes"], cfg["data"]
     _check_sizes(sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1))
     regime_kwargs(d["regime"])
     if d.get("mixed_K") is not None and (isinstance(d["mixed_K"], bool) or not isinstance(d["mixed_K"], int)
@@ -342,8 +340,17 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         _mixed_N_RE(d["mixed_N_RE"])
         if d.get("mixed_K"):
             raise ValueError("data.mixed_N_RE: not supported together with data.mixed_K")
+    return spec
+
+
+def train(cfg: dict, quiet: bool = False) -> Path | None:
+    """Train one GNN; writes ``<run>/policy.pt`` and returns its path."""
+    from pegnn.policies import save_policy
+    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint, model_from_config
+    spec = check(cfg)
+    sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
     torch.manual_seed(t["seed"])
-    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the data is made
+    model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the data is made
     t0 = time.time()
     at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                                        d["regime"])
@@ -535,10 +542,11 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
     results in ``results/ris_precoding/fig5_<regime>/``. Resumable, and several
     processes may fill one folder with different ``sizes`` at once (each write merges
     the runs on disk); a folder whose runs were trained with another config is refused."""
+    from pegnn.config import check_writable
     from pegnn.policies import load_policy
-    regime_kwargs(base_cfg["data"]["regime"])
-    out_dir = out_dir or RESULTS / f"fig5_{base_cfg['data']['regime']}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from pegnn.train import model_from_config
+    model_from_config(check(base_cfg), base_cfg["model"])   # a bad config fails before the test drops are made
+    out_dir = check_writable(out_dir or RESULTS / f"fig5_{base_cfg['data']['regime']}", "--out")
     path = out_dir / "fig5.json"
     res = json.loads(path.read_text()) if path.exists() else {}
     setup = {"regime": base_cfg["data"]["regime"], "channels": regime_kwargs(base_cfg["data"]["regime"]),
@@ -711,17 +719,18 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("train", "fig5"):
         p = sub.add_parser(name)
-        p.add_argument("--config", help="YAML config (defaults: DEFAULTS in this file)")
+        p.add_argument("--config", type=path_arg, help="YAML config (defaults: DEFAULTS in this file)")
         p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.hidden=16")
         if name == "fig5":
             p.add_argument("--sizes", default="250,1000,4000", help="training-set sizes")
             p.add_argument("--n-test", type=positive_int, default=500)
-            p.add_argument("--out", default=None, help="results folder (default results/ris_precoding/fig5_<regime>)")
+            p.add_argument("--out", type=path_arg, default=None,
+                           help="results folder (default results/ris_precoding/fig5_<regime>)")
     for name in ("evaluate", "bench"):
         q = sub.add_parser(name)
-        q.add_argument("--checkpoint", help="a policy.pt from a run (default: the shipped one)")
+        q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
-        q.add_argument("--out", default=None)
+        q.add_argument("--out", type=path_arg, default=None)
         q.add_argument("--regime", default=None, choices=sorted(REGIMES),
                        help="channel regime (default: the policy's training regime)")
         if name == "evaluate":
@@ -734,8 +743,7 @@ def main(argv=None) -> int:
         else:
             q.add_argument("--n", type=positive_int, default=500)
             q.add_argument("--no-compile", action="store_true", help="time the eager GNN only")
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
+    args = ap.parse_task(argv, untimed=("train", "fig5"))
     try:
         if args.cmd in ("train", "fig5"):
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
@@ -759,12 +767,14 @@ def main(argv=None) -> int:
                         raise ValueError(f"--sweep-checkpoint {pair!r}: expected SWEEP=FILE with SWEEP one of "
                                          f"{list(FIG6)} and FILE an existing policy.pt")
                     sweep_pols[name] = load_policy(path, kind="ris")
-                out = Path(args.out or RESULTS / (regime if not args.checkpoint else Path(args.checkpoint).parent.name))
+                out = check_writable(args.out or RESULTS / (
+                    regime if not args.checkpoint else Path(args.checkpoint).parent.name), "--out")
                 evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")
             else:
-                r = bench(pol, Path(args.out or ROOT / "results" / "bench" / "ris_precoding.json"), args.n, regime,
-                          compile=not args.no_compile)
+                out = Path(args.out or ROOT / "results" / "bench" / "ris_precoding.json")
+                check_writable(out.parent, "--out")
+                r = bench(pol, out, args.n, regime, compile=not args.no_compile)
                 print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

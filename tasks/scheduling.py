@@ -69,8 +69,9 @@ What differs from the paper, and why:
   per SNR (shipped 0.85-0.88), and TEUS/Greedy 0.915 / 0.955 / 0.913 (MMSE / WMMSE /
   TECFP) on the same drops (``teus_mmse_att_seq``), below the shipped 0.933 / 0.962 /
   0.915, while the 8 passes make TECFP-TEUS 11× faster than WMMSE-Greedy in ``bench``
-  instead of 82× (``teus_mmse_att_seq/bench.json``). Learning one greedy step is not
-  easier than learning its outcome on this budget.
+  (``teus_mmse_att_seq/bench.json``) instead of the shipped policy's 76×
+  (``results/bench/scheduling.json``). Learning one greedy step is not easier than
+  learning its outcome on this budget.
 
 * TEUS+S (``evaluate``/``bench --refine S ...``, default 1 and 2;
   ``pegnn.pretrained("teus", refine=S)``): TEUS's mask followed by S rounds of swap local
@@ -133,8 +134,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pegnn.config import TaskArgumentParser, non_negative_int, positive_int
-from pegnn.cpu import keep_freed_memory
+from pegnn.config import TaskArgumentParser, check_writable, non_negative_int, path_arg, positive_int
 from tasks.precoding import refined     # "X+S" names of a refined scheme, shared with TECFP+T
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +202,11 @@ def _check(cfg: dict) -> None:
     from tasks.labels import PRECODERS
     if lab["precoder"] not in PRECODERS:
         raise ValueError(f"labels.precoder: unknown precoder {lab['precoder']!r}; expected one of {list(PRECODERS)}")
+    if lab["precoder"] == "tecfp":   # load it now: a bad path fails before the channels are made
+        try:
+            _tecfp(lab["tecfp"] if lab["tecfp"] is None else str(lab["tecfp"]))
+        except ValueError as e:
+            raise ValueError(f"labels.tecfp: {e}") from None
 
 
 def spec_path(cfg: dict) -> str:
@@ -303,15 +308,14 @@ def collate(spec, noise_feature: str = "sigma2"):
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.models import PEGNN
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint
+    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint, model_from_config
     _check(cfg)
     cfg = {**cfg, "spec": spec_path(cfg)}        # the resolved config names the spec it used
     spec = load_spec(cfg["spec"])
     decode = cfg["policy"]["decode"]
     torch.manual_seed(cfg["train"]["seed"])
-    model = PEGNN(spec, **cfg["model"])      # first, so a bad model key fails before the labels are made
+    model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the labels are made
     show = bool(cfg["train"].get("progress", True))
     tr, va = labelled(cfg, "train", progress=show), labelled(cfg, "val", progress=show)
     t = cfg["train"]
@@ -603,7 +607,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("labels", "train"):
         p = sub.add_parser(name, help="greedy labels (cached, sharded)" if name == "labels" else "train TEUSN")
-        p.add_argument("--config", help="YAML config (defaults: the paper's setup on a CPU budget)")
+        p.add_argument("--config", type=path_arg, help="YAML config (defaults: the paper's setup on a CPU budget)")
         p.add_argument("overrides", nargs="*", help="key=value, e.g. labels.precoder=wmmse train.max_steps=500")
         if name == "labels":
             p.add_argument("--split", default="both", choices=["train", "val", "both"])
@@ -611,9 +615,9 @@ def main(argv=None) -> int:
                            help="compute only this shard (parallel jobs)")
     for name in ("evaluate", "bench", "fig7"):
         q = sub.add_parser(name)
-        q.add_argument("--checkpoint", help="a TEUS policy.pt from a run (default: the shipped one)")
-        q.add_argument("--tecfp", help="a TECFP policy.pt (default: the shipped one, if any)")
-        q.add_argument("--out", default=None)
+        q.add_argument("--checkpoint", type=path_arg, help="a TEUS policy.pt from a run (default: the shipped one)")
+        q.add_argument("--tecfp", type=path_arg, help="a TECFP policy.pt (default: the shipped one, if any)")
+        q.add_argument("--out", type=path_arg, default=None)
         if name == "evaluate":
             q.add_argument("--n-test", type=positive_int, default=100,
                            help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
@@ -632,16 +636,8 @@ def main(argv=None) -> int:
             q.add_argument("--precoders", default="mmse,tecfp", help="comma list of mmse, wmmse, tecfp")
             q.add_argument("--refine", type=positive_int, nargs="*", default=[], metavar="S",
                            help="also TEUS+S and Rand+S (swap search after the mask; default: none)")
-    for q in sub.choices.values():
-        q.add_argument("--threads", type=positive_int, default=None,
-                       help="torch threads (default: 1 for commands that time methods, see "
-                            "pegnn.train.set_threads; torch's default for training)")
-    args = ap.parse_args(argv)
-    keep_freed_memory()    # large batch tensors reuse heap memory (pegnn.cpu)
+    args = ap.parse_task(argv)
     try:
-        from pegnn.train import set_threads
-        if args.threads is not None or args.cmd not in ("train", "labels"):
-            set_threads(1 if args.threads is None else args.threads)
         if args.cmd in ("labels", "train"):
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
             _check(cfg)
@@ -668,7 +664,7 @@ def main(argv=None) -> int:
                 import math
                 if not math.isfinite(args.snr):
                     raise ValueError(f"--snr: expected a finite number of dB, got {args.snr}")
-                out = Path(args.out or ROOT / "results" / "scheduling" / "fig7")
+                out = check_writable(args.out or ROOT / "results" / "scheduling" / "fig7", "--out")
                 r = fig7(pol, args.n_test, out, names, args.tecfp, args.snr, args.channel, refine=tuple(args.refine))
                 for var, rows in r["sweeps"].items():
                     for row in rows:
@@ -678,7 +674,7 @@ def main(argv=None) -> int:
                 return 0
             run = (f"oracle_{args.oracle}" if args.oracle else
                    Path(args.checkpoint).parent.name if args.checkpoint else "pretrained")
-            out = Path(args.out or ROOT / "results" / "scheduling" / run)
+            out = check_writable(args.out or ROOT / "results" / "scheduling" / run, "--out")
             r = evaluate(pol, args.n_test, out, names, args.tecfp, args.channel, refine=tuple(args.refine))
             _print_table(r)
             if args.oracle:
@@ -686,8 +682,9 @@ def main(argv=None) -> int:
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'time_per_sample.png'}"
                   + (f", {out / 'refine_tradeoff.png'}" if args.refine else ""))
         elif args.cmd == "bench":
-            r = bench(_policy(args), Path(args.out or ROOT / "results" / "bench" / "scheduling.json"), args.tecfp,
-                      refine=tuple(args.refine))
+            out = Path(args.out or ROOT / "results" / "bench" / "scheduling.json")
+            check_writable(out.parent, "--out")
+            r = bench(_policy(args), out, args.tecfp, refine=tuple(args.refine))
             print(json.dumps({k: v for k, v in r.items() if k.startswith(("speedup", "training", "ours"))}, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

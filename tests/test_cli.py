@@ -162,10 +162,18 @@ def test_user_errors_are_one_line_exit_2(capsys, tmp_path, what, argv, fragment)
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv", [[], ["inspect"], ["bogus"], ["inspect", "x.yaml", "--nope"]])
-def test_usage_errors_exit_2(capsys, argv):
+@pytest.mark.parametrize("argv,fragment", [([], "required: {inspect}"), (["inspect"], "required: spec"),
+                                           (["bogus"], "invalid choice: 'bogus'"),
+                                           (["inspect", "x.yaml", "--nope"], "unrecognized arguments: --nope"),
+                                           (["inspect", "x.yaml", "--hidden", "0"], "--hidden")])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, fragment):
     rc, _, err = run(capsys, *argv)
-    assert rc == 2 and "usage: pegnn" in err and "Traceback" not in err
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: pegnn") and fragment in err, err
+
+
+def test_sizes_too_large_for_memory_is_one_line(capsys):
+    rc, _, err = run(capsys, "inspect", str(GRAPHS / "ris_pr.yaml"), "--sizes", "cell=2,ue=1,rf=2,ant_bs=3,re=100000000000")
+    assert rc == 2 and len(err.splitlines()) == 1 and "out of memory" in err and "Traceback" not in err
 
 
 def test_help_exits_0(capsys):
@@ -206,4 +214,10 @@ def test_inspect_reports_the_models_parameter_count(capsys):
     rc, out, err = run(capsys, "inspect", str(path), "--hidden", "8")
     assert rc == 0 and f"{want:,} parameters" in out
     rc, out, err = run(capsys, "inspect", str(path), "--layers", "0")
-    assert rc == 2 and "must be positive" in err
+    assert rc == 2 and "--layers: expected a positive int" in err
+
+
+def test_empty_spec_file_says_so(capsys, tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    rc, _, err = run(capsys, "inspect", str(tmp_path / "empty.yaml"))
+    assert rc == 2 and err.count("\n") == 1 and "<root>: the spec is empty" in err, err

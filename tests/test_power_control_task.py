@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pegnn import load_spec
-from tasks.power_control import (DEFAULTS, P_MAX, PCPolicy, attention_gain, build_model, compare, d2d_channels,
+from pegnn.train import model_from_config
+from tasks.power_control import (DEFAULTS, P_MAX, PCPolicy, attention_gain, compare, d2d_channels,
                                  load_pc_policy, main, save_pc_policy)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _policy(attention: str, seed: int = 0) -> PCPolicy:
     torch.manual_seed(seed)
     spec = load_spec(ROOT / "graphs" / "power_control_pc.yaml")
-    model = build_model(spec, {**DEFAULTS["model"], "hidden": 8, "layers": 2, "attention": attention})
+    model = model_from_config(spec, {**DEFAULTS["model"], "hidden": 8, "layers": 2, "attention": attention})
     return PCPolicy(model.double())
 
 
@@ -85,6 +86,18 @@ def test_cli_bad_override_exits_2_with_one_line(capsys):
     r = subprocess.run([sys.executable, "-m", "tasks.power_control", "train", "train.nope=1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error:"), r.stderr
+
+
+def test_evaluate_refuses_swapped_policies(tmp_path, capsys):
+    """--gnn takes the plan's GNN and --gnn-all the all-attention one; swapped, the two
+    columns of the results would be swapped without a word."""
+    for att in ("auto", "all"):
+        save_pc_policy(tmp_path / f"{att}.pt", _policy(att).model.float(), {"config": {"model": {"attention": att}}})
+    argv = ["evaluate", "--n-test", "10", "--quick", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--gnn", str(tmp_path / "all.pt"), "--gnn-all", str(tmp_path / "auto.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gnn: " in err and "model.attention=all" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_complexity_all_attention_costs_more_flops():

@@ -178,6 +178,10 @@ def test_keep_freed_memory_applies_on_glibc_and_is_idempotent():
     ("tasks.complexity", ["--scales", "2", "x"], "argument --scales: expected a positive int, got 'x'"),
     ("tasks.scheduling", ["labels", "--shard", "-1"], "argument --shard: expected a non-negative int"),
     ("tasks.precoding", ["evaluate", "--nope"], "unrecognized arguments: --nope"),
+    ("tasks.precoding", ["evaluate", "--checkpoint", ""], "argument --checkpoint: expected a path"),
+    ("tasks.bench_engine", ["--reps", "1"], "--reps: expected at least 2"),
+    ("tasks.bench_wireless", ["--sections", ","], "--sections: expected a comma list"),
+    ("tasks.bench_wireless", ["--out", "/proc/x/w.json"], "--out: cannot write to"),
 ])
 def test_task_flag_mistakes_are_one_line_exit_2(module, argv, fragment, capsys):
     import importlib
@@ -185,3 +189,106 @@ def test_task_flag_mistakes_are_one_line_exit_2(module, argv, fragment, capsys):
         importlib.import_module(module).main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+
+
+def test_check_config_refuses_what_would_fail_after_the_data_is_made(tmp_path):
+    """The keys that used to be checked only inside fit (after minutes of data generation)
+    or not at all: each is one line naming the key, raised by check_config."""
+    from pegnn.train import check_config
+    from tasks.precoding import DEFAULTS
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint\n" * 20)
+    for ov, msg in [("train.batch_size=1000 data.n_train=64", "train.batch_size: must be at most data.n_train = 64"),
+                    ("train.max_time=abc", "train.max_time: must be null or DD:HH:MM:SS"),
+                    (f"train.init={tmp_path / 'nope.pt'}", "train.init: no such file"),
+                    (f"train.init={notes}", "is not a policy .pt or a Lightning .ckpt"),
+                    ("train.strategy=foo", "train.strategy: must be null or one of Lightning's strategies"),
+                    ("data.snrs=[]", "data.snrs: must be a non-empty list"),
+                    ("data.snrs=[abc]", "data.snrs: must be a non-empty list"),
+                    ("data.noise_feature=foo", "data.noise_feature: must be one of"),
+                    ("data.channel=foo", "data.channel: must be one of"),
+                    ("run.name=/etc", "run.name: must be a plain folder name"),
+                    ("run.name=..", "run.name: must be a plain folder name"),
+                    ("run.out=/proc/x", "run.out: cannot write to '/proc/x'")]:
+        cfg = load_config({}, [f"run.out={tmp_path}", *ov.split()], defaults=DEFAULTS)
+        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(".", r"\.")):
+            check_config(cfg)
+    check_config(load_config({}, [f"run.out={tmp_path / 'new' / 'deeper'}", "train.strategy=ddp",
+                                  "train.max_time=00:00:10:00"], defaults=DEFAULTS))
+    assert not (tmp_path / "new").exists()      # the writability check leaves nothing behind
+
+
+def test_check_writable_path_arg_and_config_file_mistakes(tmp_path):
+    import argparse
+    from pegnn.config import check_writable, path_arg
+    assert check_writable(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "f").write_text("x")
+    for bad in ("/proc/x", tmp_path / "f" / "sub"):
+        with pytest.raises(ValueError, match="--out: cannot write to"):
+            check_writable(bad, "--out")
+    with pytest.raises(argparse.ArgumentTypeError, match="empty string"):
+        path_arg("  ")
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="c.yaml: <file>: not a text"):
+        load_config(binary, defaults={"a": 1})
+    for ov in ("=5", "model.=5", " =5"):
+        with pytest.raises(ConfigError, match="empty key name"):
+            load_config({}, [ov], defaults={"model": {"hidden": 1}})
+
+
+def test_model_config_mistakes_name_the_key():
+    from pegnn import load_spec
+    from pegnn.train import model_from_config
+    spec = load_spec(ROOT / "graphs" / "tenn_precoding.yaml")
+    with pytest.raises(ValueError, match=r"^config: model\.pattern must be one of"):
+        model_from_config(spec, {"hidden": 4, "layers": 1, "pattern": "foo"})
+    with pytest.raises(ValueError, match=r"^config: model: attention set 'foo'"):
+        model_from_config(spec, {"hidden": 4, "layers": 1, "attention": "foo"})
+
+
+def test_fit_refuses_a_batch_larger_than_the_training_set(tmp_path):
+    from pegnn import load_spec
+    from pegnn.train import DictDataset, PolicyModule, fit, model_from_config
+    from tasks.precoding import DEFAULTS, collate, objective
+    spec = load_spec(DEFAULTS["spec"])
+    H = torch.randn(8, 2, 2, 4, dtype=torch.complex64)
+    ds = DictDataset({"H": H, "noise_var": torch.full((8,), 0.1)})
+    module = PolicyModule(model_from_config(spec, {"hidden": 4, "layers": 1}), objective, lr=1e-3, max_steps=1)
+    cfg = {"train": {"batch_size": 16, "max_steps": 1, "progress": False}}
+    with pytest.raises(ValueError, match="train.batch_size: 16 is more than the 8 training samples"):
+        fit(module, ds, None, collate(spec), cfg, tmp_path / "run")
+
+
+def test_a_missing_task_command_is_named_by_its_choices(capsys):
+    from tasks.precoding import main
+    with pytest.raises(SystemExit) as e:
+        main([])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "required: {train,evaluate,bench,demo}" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("module, argv, fragment", [
+    ("tasks.precoding", ["evaluate", "--n-test", "2", "--quick", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+    ("tasks.precoding", ["bench", "--out", "/proc/x/b.json"], "--out: cannot write to '/proc/x'"),
+    ("tasks.scheduling", ["evaluate", "--n-test", "1", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+    ("tasks.ris_precoding", ["evaluate", "--n-test", "2", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+    ("tasks.scheduling", ["labels", "labels.precoder=tecfp", "labels.tecfp=5"], "labels.tecfp: 5: no such policy"),
+    ("tasks.ris_precoding", ["fig5", "--n-test", "2", "--sizes", "8", "model.pattern=foo"], "model.pattern must be"),
+])
+def test_task_output_and_config_mistakes_fail_before_any_work(module, argv, fragment, capsys, tmp_path,
+                                                              monkeypatch):
+    import importlib
+    monkeypatch.setenv("PEGNN_CACHE", str(tmp_path / "cache"))      # nothing may be generated
+    assert importlib.import_module(module).main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_bench_names_an_unknown_benchmark(capsys):
+    from tasks.bench import main
+    assert main(["foo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown benchmark 'foo'; expected one of {engine,wireless}" in err
