@@ -21,7 +21,9 @@ the CFP followed by T WMMSE steps written in the same closed form
 them. Why: the paper's TECFP plateaued at ~66.7 bits/s/Hz on validation whatever we
 changed — D_H = 32 from scratch (66.77 after 3,500 steps, same as D_H = 16), the log-SNR
 noise feature (from scratch and warm-started: 64.97 at step 1500, 66.2-66.5), user
-attention (65.7 by step 2000) — while 2 steps after the shipped TECFP give 69.28 and the
+attention (65.7 by step 2000), depth L = 5 (66.43 after 6,000 steps from scratch, 9 min),
+15,000 more steps after the shipped one (66.74 → 67.03, 16 min: +0.4 % for 2.4× its
+training) — while 2 steps after the shipped TECFP give 69.28 and the
 shipped TECFP fine-tuned through 2 steps (``tecfp_r2``, 12.6 min) 71.10. On 200 held-out
 drops that is 0.998 of WMMSE-MMSEInit at 46× its speed (TECFP alone: 0.933, 69×;
 ``evaluate``'s timings, see ``bench`` for the batched ones). The same steps from MMSE
