@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 __all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config", "positive_int", "non_negative_int",
-           "path_arg", "check_writable", "TaskArgumentParser"]
+           "path_arg", "out_file", "check_writable", "TaskArgumentParser"]
 
 
 class ConfigError(ValueError):
@@ -198,6 +198,17 @@ def check_writable(path: str | Path, what: str) -> Path:
             except OSError:
                 pass
     return p
+
+
+def out_file(text: str) -> str:
+    """argparse ``type=`` for an output file (a results JSON): a non-empty path whose
+    folder can be written (:func:`check_writable`). argparse also runs it on a string
+    default, so the default output is checked at parse time too, before any work."""
+    try:
+        check_writable(Path(path_arg(text)).parent, "out")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+    return text
 
 
 class TaskArgumentParser(argparse.ArgumentParser):

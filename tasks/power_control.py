@@ -58,7 +58,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "power_control_pc.yaml"
@@ -398,7 +398,8 @@ def main(argv=None) -> int:
                        help="policy.pt of the plan's GNN (one per seed)")
         q.add_argument("--gnn-all", type=path_arg, nargs="+", required=True,
                        help="policy.pt of the all-attention GNN")
-        q.add_argument("--out", type=path_arg, default=None)
+        q.add_argument("--out", type=out_file if name == "bench" else path_arg,   # bench writes one JSON
+                       default=str(ROOT / "results" / "bench" / "power_control.json") if name == "bench" else None)
         if name == "evaluate":
             q.add_argument("--n-test", type=positive_int, default=2000)
             q.add_argument("--quick", action="store_true", help="K = 5, 20 only")
@@ -430,9 +431,7 @@ def main(argv=None) -> int:
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'power_control.png'}")
         else:
-            out = Path(args.out or ROOT / "results" / "bench" / "power_control.json")
-            check_writable(out.parent, "--out")
-            r = bench(gnn[0], gnn_all[0], out)
+            r = bench(gnn[0], gnn_all[0], Path(args.out))
             print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
 from pegnn.wireless.rates import _non_negative_int
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -394,7 +394,8 @@ def main(argv=None) -> int:
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
-        q.add_argument("--out", type=path_arg, default=None)
+        q.add_argument("--out", type=out_file if name == "bench" else path_arg,   # bench writes one JSON
+                       default=str(ROOT / "results" / "bench" / "precoding.json") if name == "bench" else None)
         q.add_argument("--refine", type=positive_int, nargs="*", default=[3, 5], metavar="T",
                        help="also report TECFP+T: T WMMSE steps in CFP form after the network (default: 3 5)")
         if name == "evaluate":
@@ -422,9 +423,7 @@ def main(argv=None) -> int:
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'generalisation.png'}")
         elif args.cmd == "bench":
-            out = Path(args.out or ROOT / "results" / "bench" / "precoding.json")
-            check_writable(out.parent, "--out")
-            r = bench(_policy(args), out, refine=args.refine)
+            r = bench(_policy(args), Path(args.out), refine=args.refine)
             keys = ("speedup_tecfp_over_wmmse_mmseinit", "speedup_refined_over_wmmse_mmseinit",
                     "training_samples_per_s", "multiplications_per_sample")
             print(json.dumps({k: r[k] for k in keys}, indent=2))

@@ -150,7 +150,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ris_pr.yaml"
@@ -542,7 +542,6 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
     results in ``results/ris_precoding/fig5_<regime>/``. Resumable, and several
     processes may fill one folder with different ``sizes`` at once (each write merges
     the runs on disk); a folder whose runs were trained with another config is refused."""
-    from pegnn.config import check_writable
     from pegnn.policies import load_policy
     from pegnn.train import model_from_config
     model_from_config(check(base_cfg), base_cfg["model"])   # a bad config fails before the test drops are made
@@ -730,7 +729,8 @@ def main(argv=None) -> int:
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
-        q.add_argument("--out", type=path_arg, default=None)
+        q.add_argument("--out", type=out_file if name == "bench" else path_arg,   # bench writes one JSON
+                       default=str(ROOT / "results" / "bench" / "ris_precoding.json") if name == "bench" else None)
         q.add_argument("--regime", default=None, choices=sorted(REGIMES),
                        help="channel regime (default: the policy's training regime)")
         if name == "evaluate":
@@ -772,9 +772,7 @@ def main(argv=None) -> int:
                 evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")
             else:
-                out = Path(args.out or ROOT / "results" / "bench" / "ris_precoding.json")
-                check_writable(out.parent, "--out")
-                r = bench(pol, out, args.n, regime, compile=not args.no_compile)
+                r = bench(pol, Path(args.out), args.n, regime, compile=not args.no_compile)
                 print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

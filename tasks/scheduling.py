@@ -134,7 +134,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pegnn.config import TaskArgumentParser, check_writable, non_negative_int, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, non_negative_int, path_arg, positive_int
 from tasks.precoding import refined     # "X+S" names of a refined scheme, shared with TECFP+T
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def _check(cfg: dict) -> None:
         raise ValueError(f"labels.precoder: unknown precoder {lab['precoder']!r}; expected one of {list(PRECODERS)}")
     if lab["precoder"] == "tecfp":   # load it now: a bad path fails before the channels are made
         try:
-            _tecfp(lab["tecfp"] if lab["tecfp"] is None else str(lab["tecfp"]))
+            _tecfp(None if lab["tecfp"] is None else str(lab["tecfp"]))
         except ValueError as e:
             raise ValueError(f"labels.tecfp: {e}") from None
 
@@ -617,7 +617,8 @@ def main(argv=None) -> int:
         q = sub.add_parser(name)
         q.add_argument("--checkpoint", type=path_arg, help="a TEUS policy.pt from a run (default: the shipped one)")
         q.add_argument("--tecfp", type=path_arg, help="a TECFP policy.pt (default: the shipped one, if any)")
-        q.add_argument("--out", type=path_arg, default=None)
+        q.add_argument("--out", type=out_file if name == "bench" else path_arg,   # bench writes one JSON
+                       default=str(ROOT / "results" / "bench" / "scheduling.json") if name == "bench" else None)
         if name == "evaluate":
             q.add_argument("--n-test", type=positive_int, default=100,
                            help="test drops (Greedy-WMMSE: ~0.5 s each per SNR)")
@@ -682,9 +683,7 @@ def main(argv=None) -> int:
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'time_per_sample.png'}"
                   + (f", {out / 'refine_tradeoff.png'}" if args.refine else ""))
         elif args.cmd == "bench":
-            out = Path(args.out or ROOT / "results" / "bench" / "scheduling.json")
-            check_writable(out.parent, "--out")
-            r = bench(_policy(args), out, args.tecfp, refine=tuple(args.refine))
+            r = bench(_policy(args), Path(args.out), args.tecfp, refine=tuple(args.refine))
             print(json.dumps({k: v for k, v in r.items() if k.startswith(("speedup", "training", "ours"))}, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

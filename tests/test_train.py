@@ -182,6 +182,7 @@ def test_keep_freed_memory_applies_on_glibc_and_is_idempotent():
     ("tasks.bench_engine", ["--reps", "1"], "--reps: expected at least 2"),
     ("tasks.bench_wireless", ["--sections", ","], "--sections: expected a comma list"),
     ("tasks.bench_wireless", ["--out", "/proc/x/w.json"], "--out: cannot write to"),
+    ("tasks.precoding", ["bench", "--out", "/proc/x/b.json"], "--out: cannot write to '/proc/x'"),
 ])
 def test_task_flag_mistakes_are_one_line_exit_2(module, argv, fragment, capsys):
     import importlib
@@ -271,7 +272,6 @@ def test_a_missing_task_command_is_named_by_its_choices(capsys):
 
 @pytest.mark.parametrize("module, argv, fragment", [
     ("tasks.precoding", ["evaluate", "--n-test", "2", "--quick", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
-    ("tasks.precoding", ["bench", "--out", "/proc/x/b.json"], "--out: cannot write to '/proc/x'"),
     ("tasks.scheduling", ["evaluate", "--n-test", "1", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
     ("tasks.ris_precoding", ["evaluate", "--n-test", "2", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
     ("tasks.scheduling", ["labels", "labels.precoder=tecfp", "labels.tecfp=5"], "labels.tecfp: 5: no such policy"),
