@@ -36,7 +36,7 @@ from .graph import build_batch
 from .spec import ProblemSpec
 
 __all__ = ["DictDataset", "GraphCollate", "PolicyModule", "check_config", "fit", "git_revision",
-           "load_policy_checkpoint", "set_threads"]
+           "load_policy_checkpoint", "set_threads", "train_policy"]
 
 #: keys every task config shares, with the range each must lie in; a key a config lacks is skipped
 _POSITIVE_INTS = ("sizes.*", "data.n_train", "data.n_val", "model.hidden", "model.layers", "model.heads",
@@ -388,6 +388,28 @@ def load_policy_checkpoint(path: str | Path) -> tuple[dict, dict]:
     """``(state_dict of the model, run_info)`` from a Lightning checkpoint."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     return _model_state(ck), ck.get("pegnn", {})
+
+
+def train_policy(model: nn.Module, objective: Callable, train_ds: Dataset, val_ds: Dataset | None,
+                 collate: GraphCollate, cfg: Mapping, run_dir: str | Path) -> dict | None:
+    """The training step every task shares: a :class:`PolicyModule` on ``objective`` with
+    the optimiser settings of ``cfg["train"]`` (``lr``, ``lr_decay``, ``lr_decay_at``,
+    ``max_steps``), :func:`fit`, then the best checkpoint's weights loaded into ``model``.
+
+    Returns the checkpoint's run info plus ``train_minutes`` and ``checkpoint`` (for the
+    task to extend and save with :func:`pegnn.policies.save_policy`), or ``None`` on a
+    DDP process other than rank 0 (which writes the policy).
+    """
+    t = cfg["train"]
+    module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
+                          max_steps=t["max_steps"])
+    t0 = time.time()
+    ckpt = fit(module, train_ds, val_ds, collate, cfg, run_dir)
+    if ckpt is None:
+        return None
+    sd, info = load_policy_checkpoint(ckpt)
+    model.load_state_dict(sd)
+    return {**info, "train_minutes": (time.time() - t0) / 60, "checkpoint": str(ckpt)}
 
 
 def _model_state(ck: dict) -> dict:

@@ -127,7 +127,7 @@ def training_set(d: dict, sz: dict):
 def train(cfg: dict) -> Path:
     from pegnn import load_spec
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, check_config, fit, load_policy_checkpoint, model_from_config
+    from pegnn.train import DictDataset, check_config, model_from_config, train_policy
     check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])
@@ -136,20 +136,13 @@ def train(cfg: dict) -> Path:
     sz, d = cfg["sizes"], cfg["data"]
     tr = training_set(d, sz)
     va = channels(d["channel"], d["n_val"], d["val_seed"], sz["K"], sz["N_R"], sz["N_T"], d["snrs"])
-    t = cfg["train"]
-    module = PolicyModule(model, functools.partial(objective, refine=refine), lr=t["lr"], lr_decay=t["lr_decay"],
-                          lr_decay_at=t["lr_decay_at"], max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
-    t0 = time.time()
-    ckpt = fit(module, tr, DictDataset(va), collate(spec, d["noise_feature"], cfg["model"]["attention"]), cfg, run_dir)
-    if ckpt is None:  # a DDP worker: rank 0 writes the policy
+    info = train_policy(model, functools.partial(objective, refine=refine), tr, DictDataset(va),
+                        collate(spec, d["noise_feature"], cfg["model"]["attention"]), cfg, run_dir)
+    if info is None:  # a DDP worker: rank 0 writes the policy
         return None
-    minutes = (time.time() - t0) / 60
-    sd, info = load_policy_checkpoint(ckpt)
-    model.load_state_dict(sd)
-    info.update({"train_minutes": minutes, "checkpoint": str(ckpt)})
     save_policy(run_dir / "policy.pt", "tecfp", model, info, {"noise_feature": d["noise_feature"], "refine": refine})
-    print(f"trained in {minutes:.1f} min; policy: {run_dir / 'policy.pt'}")
+    print(f"trained in {info['train_minutes']:.1f} min; policy: {run_dir / 'policy.pt'}")
     return run_dir / "policy.pt"
 
 
@@ -289,7 +282,6 @@ def bench(policy, out: Path, n: int = 200, refine=(3, 5)) -> dict:
     speed_refined = {m: mean_t["WMMSE-MMSEInit"] / mean_t[m] for m in refined(refine)}
     s2 = torch.full((n,), 0.1)
     # training throughput: samples/s of forward+backward through TEPN + CFP + rate
-    from pegnn.train import GraphCollate
     model = policy.model.train()
     col = collate(policy.spec, policy.noise_feature)
     batch = col([{"H": H[i], "noise_var": s2[i]} for i in range(min(n, 256))])

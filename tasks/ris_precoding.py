@@ -87,7 +87,11 @@ per drop): the GNN serves one UE at every N_RE (11.31 / 0.00 / 0.00 bits/s/Hz at
 N_RE = 100), while BCD, with the coherent RIS gain ~N_RE² making the cascaded link
 ~22 dB stronger than at N_RE = 8, serves all three (8.02 / 3.11 / 1.78); at the training
 size serving one UE is near-optimal (GNN 4.40 vs BCD 3.91 / 0.53 / 0.01), so the policy
-never had to learn multiplexing. ``data.power_db=[lo,hi]`` (each training drop's
+never had to learn multiplexing. It is the phases, not the beamformer, that fall short:
+keeping the GNN's ``theta`` and giving it BCD's own beamformer (``ris_bcd(ch, init=(W, theta),
+fix_theta=True)``) lifts the ratio only from 0.877 to 0.891 on those drops (0.993 → 1.006 at
+N_RE = 8), and BCD started from the GNN's output stops at 0.949 — the GNN's phases,
+focused on one UE, sit in a worse basin than BCD's random-phase start. ``data.power_db=[lo,hi]`` (each training drop's
 transmit power offset uniform in [lo, hi] dB) was tried to show it high-SNR drops:
 ``train "data.power_db=[0,25]" run.name=ris_gnn_pw`` (9.9 min) gave SE ratio 0.873 at
 N_RE = 100 (shipped 0.877 on the same 100 drops) and 0.920 at N_RE = 8 (shipped
@@ -346,12 +350,11 @@ def check(cfg: dict):
 def train(cfg: dict, quiet: bool = False) -> Path | None:
     """Train one GNN; writes ``<run>/policy.pt`` and returns its path."""
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint, model_from_config
+    from pegnn.train import DictDataset, model_from_config, train_policy
     spec = check(cfg)
     sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
     torch.manual_seed(t["seed"])
     model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the data is made
-    t0 = time.time()
     at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                                        d["regime"])
     if d.get("mixed_K"):
@@ -366,24 +369,19 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
         val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
     else:
         val_ds = DictDataset(sample_dict(at_size(d["n_val"], d["val_seed"])))
-    module = PolicyModule(model, objective, lr=t["lr"], lr_decay=t["lr_decay"], lr_decay_at=t["lr_decay_at"],
-                          max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     if quiet:
         import logging
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    ckpt = fit(module, train_ds, val_ds, collate(spec), cfg, run_dir)
-    if ckpt is None:
+    info = train_policy(model, objective, train_ds, val_ds, collate(spec), cfg, run_dir)
+    if info is None:
         return None
-    minutes = (time.time() - t0) / 60
-    sd, info = load_policy_checkpoint(ckpt)
-    model.load_state_dict(sd)
-    info.update({"train_minutes": minutes, "checkpoint": str(ckpt), "command": " ".join(sys.argv),
+    info.update({"command": " ".join(sys.argv),
                  "regime": d["regime"], "channels": regime_kwargs(d["regime"]), "size_counts": size_counts})
     save_policy(run_dir / "policy.pt", "ris", model, info,
                 {"N_RF": sz["N_RF"], "channels": regime_kwargs(d["regime"])})
     if not quiet:
-        print(f"trained in {minutes:.1f} min; policy: {run_dir / 'policy.pt'}")
+        print(f"trained in {info['train_minutes']:.1f} min; policy: {run_dir / 'policy.pt'}")
     return run_dir / "policy.pt"
 
 

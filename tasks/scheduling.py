@@ -309,7 +309,7 @@ def collate(spec, noise_feature: str = "sigma2"):
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
     from pegnn.policies import save_policy
-    from pegnn.train import DictDataset, PolicyModule, fit, load_policy_checkpoint, model_from_config
+    from pegnn.train import DictDataset, model_from_config, train_policy
     _check(cfg)
     cfg = {**cfg, "spec": spec_path(cfg)}        # the resolved config names the spec it used
     spec = load_spec(cfg["spec"])
@@ -318,23 +318,16 @@ def train(cfg: dict) -> Path | None:
     model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the labels are made
     show = bool(cfg["train"].get("progress", True))
     tr, va = labelled(cfg, "train", progress=show), labelled(cfg, "val", progress=show)
-    t = cfg["train"]
-    module = PolicyModule(model, functools.partial(objective, loss=t["loss"]), lr=t["lr"], lr_decay=t["lr_decay"],
-                          lr_decay_at=t["lr_decay_at"], max_steps=t["max_steps"])
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
-    t0 = time.time()
     data = GreedySteps if decode == "sequential" else DictDataset
-    ckpt = fit(module, data(tr), data(va), collate(spec, cfg["data"]["noise_feature"]), cfg, run_dir)
-    if ckpt is None:  # a DDP worker: rank 0 writes the policy
+    info = train_policy(model, functools.partial(objective, loss=cfg["train"]["loss"]), data(tr), data(va),
+                        collate(spec, cfg["data"]["noise_feature"]), cfg, run_dir)
+    if info is None:  # a DDP worker: rank 0 writes the policy
         return None
-    minutes = (time.time() - t0) / 60
-    sd, info = load_policy_checkpoint(ckpt)
-    model.load_state_dict(sd)
-    info.update({"train_minutes": minutes, "checkpoint": str(ckpt), "k": cfg["sizes"]["K"],
-                 "labels": cfg["labels"]["precoder"]})
+    info.update({"k": cfg["sizes"]["K"], "labels": cfg["labels"]["precoder"]})
     save_policy(run_dir / "policy.pt", "teus", model, info,
                 {"noise_feature": cfg["data"]["noise_feature"], "decode": decode})
-    print(f"trained in {minutes:.1f} min; policy: {run_dir / 'policy.pt'}")
+    print(f"trained in {info['train_minutes']:.1f} min; policy: {run_dir / 'policy.pt'}")
     return run_dir / "policy.pt"
 
 

@@ -9,7 +9,6 @@ import torch
 
 from pegnn import build_graph, load_spec
 from pegnn.graph import STATE, state_axes
-from pegnn.models import PEGNN
 from pegnn.nn.attention import SetAttention
 from pegnn.nn.hoe import HOE, HOE22
 from pegnn.nn.layout import Layout

@@ -2,6 +2,7 @@
 (tasks/complexity.py): equivariance, power bounds, CLI errors, FLOP counting."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,22 @@ def test_save_load_and_compare(tmp_path):
     assert (res["WMMSE-PC"]["rate"] >= res["full power"]["rate"] - 1e-6).all()
     gain = attention_gain(res)
     assert gain["mean_diff_over_seeds"] == pytest.approx(0.0, abs=1e-9)     # same policy twice
+    assert gain["over_seeds"]["p"] is None                                  # one seed: no test
     with pytest.raises(ValueError, match="no policy file"):
         load_pc_policy(tmp_path / "missing.pt")
+
+
+def test_seed_t_test_against_textbook_values():
+    """t = mean / (s / sqrt(n)) with n - 1 degrees of freedom; the critical value of a
+    two-sided 5 % test at 3 degrees of freedom is 3.182 (Student's t table)."""
+    from tasks.power_control import seed_t_test
+    r = seed_t_test([0.1, 0.2, 0.3, 0.4])
+    assert r["t"] == pytest.approx(0.25 / (math.sqrt(1 / 60) / 2))
+    assert r["significant_at_0.05"] and r["p"] < 0.05
+    s = math.sqrt(1 / 60) / 2 * 3.182446   # a mean difference exactly at the critical value
+    assert seed_t_test([s - 0.15, s - 0.05, s + 0.05, s + 0.15])["p"] == pytest.approx(0.05, abs=1e-5)
+    assert not seed_t_test([0.3, -0.1])["significant_at_0.05"]
+    assert seed_t_test([0.2])["p"] is None
 
 
 def test_cli_bad_override_exits_2_with_one_line(capsys):

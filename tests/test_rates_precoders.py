@@ -91,7 +91,7 @@ def test_miso_is_mimo_with_one_antenna():
     g = torch.Generator().manual_seed(5)
     h, w = rayleigh(g, 6, 4, 5), rayleigh(g, 6, 4, 5)
     torch.testing.assert_close(miso_rates(h, w, 0.2), user_rates(h[:, :, None], w[:, :, None], 0.2))
-    k, j = 1, 2   # explicit SINR of user 1
+    k = 1   # explicit SINR of user 1
     gain = lambda a, b: (h[0, a] * w[0, b]).sum().abs() ** 2   # noqa: E731 (no conjugation)
     sinr = gain(k, k) / (sum(gain(k, i) for i in range(4) if i != k) + 0.2)
     assert miso_rates(h, w, 0.2)[0, k].item() == pytest.approx(math.log2(1 + sinr.item()))
