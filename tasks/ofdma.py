@@ -52,12 +52,13 @@ model.attention=all`` for S = 0, 1, 2 (0.2-0.3 and 0.7-0.8 min), then ``evaluate
 runs/ofdma/pb_s{0,1,2}/policy.pt --gnn-all runs/ofdma/pb_all_s{0,1,2}/policy.pt``. The
 plan's GNN needs 3.4e-6 more bandwidth than the optimum at K = 10 (validation already
 1.0001 after 60 steps), 0.03 / 0.06 / 0.34 % more at K = 5 / 20 / 40 without
-retraining; equal share needs 5.4 / 9.8 / 18.7 / 33.6 % more. Forced attention changes
-the ratio by at most 3.1e-4 on average over the seeds (t-test over the 3 seeds: p = 0.13, 0.37, 0.66 at K = 5, 20,
-40; at K = 10 it is 2e-6 lower, p = 0.011 — significant and immaterial) with 22 497
-instead of 12 993 parameters and 2.6-30× the inference time (growing with K). The structure does the work
-here: the optimum's power shares are a per-UE function of γ_k and one pooled
-multiplier, which an MDE layer with a pooled term represents directly. One thread,
+retraining; equal share needs 5.4 / 9.8 / 18.7 / 33.6 % more. Forced attention
+changes the ratio by at most 3.1e-4 on average over the seeds (t-test over the 3 seeds:
+p = 0.13, 0.37, 0.66 at K = 5, 20, 40; at K = 10 it is 2e-6 lower, p = 0.011 —
+significant and immaterial) with 22 497 instead of 12 993 parameters and 2.6-30× the
+inference time (growing with K). The structure does the work here: by the KKT
+conditions the optimum's power shares are a per-UE function of γ_k and one pooled
+multiplier λ, which an MDE layer with a pooled term represents directly. One thread,
 batched: the GNN takes 6-8 µs per drop at K = 10 against 37 µs for the optimum
 (bisection and Newton), 27 vs 1125 µs at K = 40.
 """
@@ -256,7 +257,8 @@ def train(cfg: dict) -> Path | None:
     ratio = bandwidth_ratio(PBPolicy(model)(va)[1], va).mean().item()
     info.update({"val_bandwidth_ratio": ratio, "params": sum(p.numel() for p in model.parameters())})
     save_policy(run_dir / "policy.pt", "pb", model, info)
-    print(f"trained in {info['train_minutes']:.1f} min; val bandwidth {ratio:.4f} x optimum; policy: {run_dir / 'policy.pt'}")
+    print(f"trained in {info['train_minutes']:.1f} min; val bandwidth {ratio:.4f} x optimum; "
+          f"policy: {run_dir / 'policy.pt'}")
     return run_dir / "policy.pt"
 
 
@@ -287,7 +289,8 @@ def compare(gamma: torch.Tensor, gnn: list, gnn_all: list) -> dict:
     for label, pols in (("GNN", gnn), ("GNN-all-attention", gnn_all)):
         for i, pol in enumerate(pols):
             b, sec = timed(lambda pol=pol: pol(gamma)[1])
-            res[f"{label}/s{pol.info.get('seed', i)}"] = {"ratio": b.sum(-1) / b_opt, "sec_per_sample": sec / len(gamma)}
+            res[f"{label}/s{pol.info.get('seed', i)}"] = {"ratio": b.sum(-1) / b_opt,
+                                                          "sec_per_sample": sec / len(gamma)}
     for v in res.values():
         if not bool(torch.isfinite(v["ratio"]).all()):
             raise FloatingPointError("ofdma evaluate: a non-finite bandwidth ratio")
@@ -321,6 +324,10 @@ def attention_cost(res: dict) -> dict:
             "over_seeds": seed_t_test(means)}
 
 
+def _params(policy) -> int:
+    return sum(x.numel() for x in policy.model.parameters())
+
+
 def evaluate(gnn: list, gnn_all: list, n_test: int, out_dir: Path, channel: dict, Ks=(5, 20, 40)) -> dict:
     import matplotlib
     matplotlib.use("Agg")
@@ -329,9 +336,9 @@ def evaluate(gnn: list, gnn_all: list, n_test: int, out_dir: Path, channel: dict
     K0 = int(gnn[0].info.get("config", {}).get("sizes", {}).get("K", 10))
     result = {"n_test": n_test, "K_train": K0, "channel": channel,
               "units": "sum bandwidth / optimal sum bandwidth, mean over drops (1 = optimal)",
-              "policies": {"GNN": [p.info.get("path") for p in gnn], "GNN-all-attention": [p.info.get("path") for p in gnn_all]},
-              "params": {"GNN": sum(x.numel() for x in gnn[0].model.parameters()),
-                         "GNN-all-attention": sum(x.numel() for x in gnn_all[0].model.parameters()) if gnn_all else None}}
+              "policies": {"GNN": [p.info.get("path") for p in gnn],
+                           "GNN-all-attention": [p.info.get("path") for p in gnn_all]},
+              "params": {"GNN": _params(gnn[0]), "GNN-all-attention": _params(gnn_all[0]) if gnn_all else None}}
     by_K = {}
     for K, seed in [(K0, 2)] + [(k, 3) for k in Ks if k != K0]:
         res = compare(ofdma_gains(n_test, K, seed, **channel), gnn, gnn_all)
