@@ -56,7 +56,13 @@ runs/power_control/pc_s{0..5}/policy.pt --gnn-all runs/power_control/pc_all_s{0.
 by +0.60 % on average, and the t-test over training seeds (:func:`seed_t_test`) gives
 t = 3.36, p = 0.020 — a small but significant gain at the training size, against paper
 002's "no gain". Off the training size it is gone: −0.05 to −1.64 % at K = 5, 20, 30
-(fixed density and fixed area, p ≥ 0.06). With two seeds (364c19d) the same comparison
+(fixed density and fixed area, p ≥ 0.06). The gain is not the attention block's
+parameters: a plan GNN at ``model.hidden=35`` (63 246 parameters, against 62 433 for
+all-attention; ``run.name=pc_h35_sS``, 6 seeds, ``evaluate ... --out
+results/power_control/param_matched``) reaches 1.0028 ± 0.0033, and attention is still
++0.59 % above it (t = 3.46, p = 0.018); at K = 30 attention is −1.66 % (fixed density)
+and −1.64 % (fixed area) below it, p = 0.03 — forced attention generalises worse in K.
+With two seeds (364c19d) the same comparison
 read +0.42 %; per-drop standard errors had called it significant, but two seeds cannot
 (t over seeds needs at least two, and had p ≈ 0.24 there). Runs of seeds 0 and 1 retrained
 now differ from 364c19d's by up to 0.0013 in ratio (the engine's dense kernels changed
