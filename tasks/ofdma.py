@@ -50,17 +50,18 @@ the same cell size. Training: hidden 32, 3 layers, 20 000 drops, batch 128, Adam
 **Results** (``results/ofdma/eval``): ``train train.seed=S`` and ``train train.seed=S
 model.attention=all`` for S = 0, 1, 2 (0.2-0.3 and 0.7-0.8 min), then ``evaluate --gnn
 runs/ofdma/pb_s{0,1,2}/policy.pt --gnn-all runs/ofdma/pb_all_s{0,1,2}/policy.pt``. The
-plan's GNN needs 3.4e-6 more bandwidth than the optimum at K = 10 (validation already
-1.0001 after 60 steps), 0.03 / 0.06 / 0.34 % more at K = 5 / 20 / 40 without
+plan's GNN needs 3.4e-6 more bandwidth than the optimum at K = 10 (a 60-step run,
+``train train.max_steps=60``, already reaches 1.0001 on validation), 0.03 / 0.06 / 0.34 % more at K = 5 / 20 / 40 without
 retraining; equal share needs 5.4 / 9.8 / 18.7 / 33.6 % more. Forced attention
 changes the ratio by at most 3.1e-4 on average over the seeds (t-test over the 3 seeds:
 p = 0.13, 0.37, 0.66 at K = 5, 20, 40; at K = 10 it is 2e-6 lower, p = 0.011 —
-significant and immaterial) with 22 497 instead of 12 993 parameters and 2.6-30× the
-inference time (growing with K). The structure does the work here: by the KKT
+significant and immaterial) with 22 497 instead of 12 993 parameters and 2.3 / 3.5 /
+6.5 / 15× the inference time at K = 5 / 10 / 20 / 40 (medians over the seeds; single
+all-attention timings at K = 40 ranged 300-1900 µs on this shared CPU). The structure does the work here: by the KKT
 conditions the optimum's power shares are a per-UE function of γ_k and one pooled
 multiplier λ, which an MDE layer with a pooled term represents directly. One thread,
-batched: the GNN takes 6-8 µs per drop at K = 10 against 37 µs for the optimum
-(bisection and Newton), 27 vs 1125 µs at K = 40.
+batched: the GNN takes 7-9 µs per drop at K = 10 against 37 µs for the optimum
+(bisection and Newton), 26-27 vs 1146 µs at K = 40.
 """
 from __future__ import annotations
 
@@ -138,39 +139,55 @@ def load(gamma: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- output layer
-def tight_bandwidth(c: torch.Tensor, iters: int = 100) -> torch.Tensor:
-    r"""The bandwidth :math:`b > 0` with :math:`b \log_2(1 + a/b) = 1`, given
-    :math:`c = a/\ln 2 > 1` (``a`` = :math:`q_k\gamma_k`).
+def _expm1_minus_x(x: torch.Tensor) -> torch.Tensor:
+    """:math:`e^x - 1 - x` without cancellation at small ``x`` (series below 1e-4)."""
+    series = x * x / 2 * (1 + x / 3 * (1 + x / 4 * (1 + x / 5)))
+    return torch.where(x < 1e-4, series, torch.expm1(x) - x)
 
-    With :math:`x = \ln 2/b` the equation is :math:`F(x) = e^x - 1 - c\,x = 0`. ``F`` is
-    convex with :math:`F(0) = 0` and :math:`F'(0) = 1 - c < 0`, so it has one positive
-    root, and Newton started right of it (:math:`x_0 = 2\ln c + 2`, where
-    :math:`F > 0`) decreases to it monotonically. The iterations run without autograd;
-    one more Newton step from the detached root carries the exact gradient
-    :math:`\partial x/\partial c = x/(e^x - c)` (the implicit-function derivative; the
-    step's value change is zero at the root).
 
-    *Shapes*: ``c`` any shape, float64 recommended → ``b`` same shape.
+def tight_bandwidth(d: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    r"""The bandwidth :math:`b > 0` with :math:`b \log_2(1 + a/b) = 1`, given the excess
+    :math:`d = a/\ln 2 - 1 > 0` (``a`` = :math:`q_k\gamma_k`; the rate is reachable iff
+    :math:`a > \ln 2`).
+
+    With :math:`x = \ln 2/b` the equation is :math:`F(x) = e^x - 1 - x - d\,x = 0`.
+    ``F`` is convex with :math:`F(0) = 0` and :math:`F'(0) = -d < 0`, so it has one
+    positive root, and Newton started right of it decreases to it monotonically:
+    :math:`x_0 = \min(2\ln(1+d) + 2,\ 2d)`, where :math:`F > 0` (the second because
+    :math:`e^x - 1 - x > x^2/2`; it puts the start within a factor ~1 of the root when
+    ``d`` is small, where halving down from 2 would take ~1000 steps at d = 1e-300). The excess ``d`` is taken rather than
+    :math:`c = 1 + d` because a UE with a tiny share beyond its floor has :math:`d` far
+    below float64's resolution of 1: as ``c`` it would round to 1 (``b`` = inf); as
+    ``d`` (clamped at 1e-300) it gives a large finite ``b``, and
+    :math:`e^x - 1 - x` is evaluated without cancellation. The iterations run without
+    autograd; one more Newton step from the detached root carries the exact gradient
+    :math:`\partial x/\partial d = x/(e^x - 1 - d)` (the implicit-function derivative;
+    the step's value change is zero at the root).
+
+    *Shapes*: ``d`` any shape, float64 recommended → ``b`` same shape.
     """
+    d = d.clamp_min(1e-300)
     with torch.no_grad():
-        x = 2 * torch.log(c) + 2
+        x = torch.minimum(2 * torch.log1p(d) + 2, 2 * d)
         for _ in range(iters):
-            step = (torch.expm1(x) - c * x) / (torch.exp(x) - c)
+            step = (_expm1_minus_x(x) - d * x) / (torch.expm1(x) - d)
             x = x - step
             if bool((step.abs() <= 1e-13 * x).all()):
                 break
-    x = x - (torch.expm1(x) - c * x) / (torch.exp(x) - c).detach()
+    x = x - (_expm1_minus_x(x) - d * x) / (torch.expm1(x) - d).detach()
     return LN2 / x
 
 
 def allocation(logits: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Network logits ``[B, K]`` → ``(q, b)``: power shares on the feasible simplex and
     the tight bandwidths (module docstring), in float64. ``logits = 0`` is the
-    equal-share allocation."""
+    equal-share allocation. The share above each floor enters :func:`tight_bandwidth`
+    directly (:math:`d_k = (1-\rho)\,\mathrm{softmax}_k(\ell)\,\gamma_k/\ln 2`), so a
+    share of 1e-30 still gives a finite bandwidth."""
     g = gamma.double()
     floor = LN2 / g
-    q = floor + (1 - floor.sum(-1, keepdim=True)) * torch.softmax(logits.double(), -1)
-    return q, tight_bandwidth(q * g / LN2)
+    extra = (1 - floor.sum(-1, keepdim=True)) * torch.softmax(logits.double(), -1)
+    return floor + extra, tight_bandwidth(extra * g / LN2)
 
 
 def objective(samples, out):
@@ -277,15 +294,14 @@ def bandwidth_ratio(b: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 
 
 def compare(gamma: torch.Tensor, gnn: list, gnn_all: list) -> dict:
-    from tasks.power_control import timed
     """Per-drop bandwidth ratios and seconds per drop (median of 3, batched over all
     drops, one thread by default) of every method on the same drops."""
+    from tasks.power_control import timed
     (_, b_opt, _), sec = timed(lambda: optimum(gamma))
     b_opt = b_opt.sum(-1)
     res = {"optimum": {"ratio": torch.ones_like(b_opt), "sec_per_sample": sec / len(gamma)}}
-    t0 = time.perf_counter()
-    b_eq = allocation(torch.zeros_like(gamma), gamma)[1]
-    res["equal share"] = {"ratio": b_eq.sum(-1) / b_opt, "sec_per_sample": (time.perf_counter() - t0) / len(gamma)}
+    b_eq, sec = timed(lambda: allocation(torch.zeros_like(gamma), gamma)[1])
+    res["equal share"] = {"ratio": b_eq.sum(-1) / b_opt, "sec_per_sample": sec / len(gamma)}
     for label, pols in (("GNN", gnn), ("GNN-all-attention", gnn_all)):
         for i, pol in enumerate(pols):
             b, sec = timed(lambda pol=pol: pol(gamma)[1])

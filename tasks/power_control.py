@@ -61,7 +61,10 @@ parameters: a plan GNN at ``model.hidden=35`` (63 246 parameters, against 62 433
 all-attention; ``run.name=pc_h35_sS``, 6 seeds, ``evaluate ... --out
 results/power_control/param_matched``) reaches 1.0028 ± 0.0033, and attention is still
 +0.59 % above it (t = 3.46, p = 0.018); at K = 30 attention is −1.66 % (fixed density)
-and −1.64 % (fixed area) below it, p = 0.03 — forced attention generalises worse in K.
+and −1.64 % (fixed area) below it, p = 0.03 — forced attention generalises worse in K
+— with a caveat: K = 10 is the target's own comparison, but the K = 30 p-values come from
+six secondary ones (three K, two densities) and would not survive a Bonferroni correction
+(0.05/6).
 With two seeds (364c19d) the same comparison
 read +0.42 %; per-drop standard errors had called it significant, but two seeds cannot
 (t over seeds needs at least two, and had p ≈ 0.24 there). Runs of seeds 0 and 1 retrained
@@ -324,13 +327,16 @@ def attention_gain(res: dict) -> dict:
     if not plain or not att:
         return {}
     per_seed = []
-    for a in att:       # pair each all-attention seed with the plain GNN of the same seed (else the first)
-        s = a.split("/")[1]
-        p = next((k for k in plain if k.split("/")[1] == s), plain[0])
+    for a in att:       # pair each all-attention seed with the plain GNN of the same seed, if trained
+        p = next((k for k in plain if k.split("/")[1] == a.split("/")[1]), None)
+        if p is None:
+            continue
         diff = res[a]["rate"] - res[p]["rate"]
         per_seed.append({"pair": [p, a], "mean_diff": float(diff.mean()), "std_over_drops": float(diff.std()),
                          "sem": float(diff.std() / math.sqrt(len(diff))),
                          "rel_diff": float(diff.mean() / res[p]["rate"].mean())})
+    if not per_seed:
+        return {}
     means = torch.tensor([d["mean_diff"] for d in per_seed])
     mp = torch.stack([res[k]["rate"] for k in plain]).mean(0)
     ma = torch.stack([res[k]["rate"] for k in att]).mean(0)

@@ -22,12 +22,27 @@ def _policy(attention="auto", seed=0):
 
 
 def test_tight_bandwidth_meets_the_rate_exactly_and_has_the_implicit_gradient():
-    c = torch.tensor([1.0001, 1.3, 2.0, 50.0, 1e6], dtype=torch.float64)
-    b = tight_bandwidth(c)
-    a = c * LN2
-    torch.testing.assert_close(b * torch.log2(1 + a / b), torch.ones_like(b), rtol=0, atol=1e-12)
-    assert bool((b > 0).all()) and bool((b.diff() < 0).all())      # more power share, less bandwidth
-    assert torch.autograd.gradcheck(tight_bandwidth, (c.clone().requires_grad_(),))
+    d = torch.tensor([1e-300, 1e-30, 1e-8, 1e-4, 0.3, 1.0, 50.0, 1e6], dtype=torch.float64)
+    b = tight_bandwidth(d)
+    a = (1 + d) * LN2
+    # log1p: the rate of a UE that barely clears its floor, without cancellation
+    torch.testing.assert_close(b * torch.log1p(a / b) / LN2, torch.ones_like(b), rtol=0, atol=1e-12)
+    assert bool(torch.isfinite(b).all()) and bool((b.diff() < 0).all())   # more power share, less bandwidth
+    torch.testing.assert_close(b[:3], LN2 / (2 * d[:3]), rtol=1e-6, atol=0)  # b -> ln2 / (2 d) as d -> 0
+    # gradcheck's finite differences (step 1e-6) need d well above the step
+    assert torch.autograd.gradcheck(tight_bandwidth, (d[3:].clone().requires_grad_(),))
+
+
+def test_allocation_stays_finite_for_extreme_logits():
+    """A UE whose softmax share underflows keeps a finite (huge) bandwidth: a NaN or inf
+    here would poison the loss early in training."""
+    gamma = ofdma_gains(200, 10, seed=4)
+    for gap in (40.0, 80.0, 800.0):
+        logits = torch.zeros(200, 10, dtype=torch.float64)
+        logits[:, 0] = gap
+        q, b = allocation(logits, gamma)
+        assert bool(torch.isfinite(b).all()) and bool(torch.isfinite(q).all())
+        assert bool((b[:, 1:] > 1e10).all())
 
 
 def test_allocation_is_feasible_with_tight_constraints_for_any_logits():
@@ -48,7 +63,7 @@ def test_no_feasible_allocation_beats_the_convex_optimum():
         assert bool((bandwidth_ratio(allocation(logits, gamma)[1], gamma) >= 1 - 1e-9).all())
     assert bool((bandwidth_ratio(_policy()(gamma)[1], gamma) >= 1 - 1e-9).all())
     q_opt, b_opt, _ = optimum(gamma)
-    torch.testing.assert_close(tight_bandwidth(q_opt * gamma / LN2), b_opt, rtol=1e-8, atol=0)
+    torch.testing.assert_close(tight_bandwidth(q_opt * gamma / LN2 - 1), b_opt, rtol=1e-8, atol=0)
 
 
 @pytest.mark.parametrize("attention", ["auto", "all"])
