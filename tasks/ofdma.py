@@ -74,6 +74,7 @@ from pathlib import Path
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from tasks.attention_study import check_attention_override, load_task_policy, run_name, seed_t_test, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ofdma_pb.yaml"
@@ -241,16 +242,7 @@ class PBPolicy:
 
 
 def load_pb_policy(path: str | Path) -> PBPolicy:
-    from pegnn.policies import read_policy_file
-    from pegnn.spec import ProblemSpec
-    from pegnn.train import model_from_config
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.ofdma train`)")
-    ck = read_policy_file(p, kind="pb")
-    model = model_from_config(ProblemSpec.from_dict(ck["spec"], source=str(p)), ck["model"])
-    model.load_state_dict(ck["state_dict"])
-    return PBPolicy(model, {**ck.get("info", {}), "path": str(p)})
+    return load_task_policy(path, "pb", PBPolicy, "ofdma")
 
 
 # ---------------------------------------------------------------- train
@@ -258,7 +250,6 @@ def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
     from pegnn.policies import save_policy
     from pegnn.train import DictDataset, check_config, model_from_config, train_policy
-    from tasks.power_control import run_name
     check_config(cfg)
     spec = model_spec(load_spec(cfg["spec"]))
     torch.manual_seed(int(cfg["train"]["seed"]))
@@ -296,7 +287,6 @@ def bandwidth_ratio(b: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 def compare(gamma: torch.Tensor, gnn: list, gnn_all: list) -> dict:
     """Per-drop bandwidth ratios and seconds per drop (median of 3, batched over all
     drops, one thread by default) of every method on the same drops."""
-    from tasks.power_control import timed
     (_, b_opt, _), sec = timed(lambda: optimum(gamma))
     b_opt = b_opt.sum(-1)
     res = {"optimum": {"ratio": torch.ones_like(b_opt), "sec_per_sample": sec / len(gamma)}}
@@ -327,9 +317,8 @@ def _summary(res: dict) -> dict:
 
 def attention_cost(res: dict) -> dict:
     """All-attention minus plain GNN in bandwidth ratio, per training seed, with the
-    t-test over seeds of :func:`tasks.power_control.seed_t_test` (negative = attention
+    t-test over seeds of :func:`tasks.attention_study.seed_t_test` (negative = attention
     needs less bandwidth)."""
-    from tasks.power_control import seed_t_test
     plain = {k.split("/")[1]: res[k]["ratio"] for k in res if k.startswith("GNN/")}
     att = {k.split("/")[1]: res[k]["ratio"] for k in res if k.startswith("GNN-all-attention/")}
     pairs = [(s, att[s] - plain[s]) for s in sorted(att) if s in plain]
@@ -399,9 +388,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "train":
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
-            if cfg["model"]["attention"] not in ("auto", "none", "all"):
-                raise ConfigError(f"override: model.attention: expected auto, none or all, got "
-                                  f"{cfg['model']['attention']!r}")
+            check_attention_override(cfg)
             ofdma_gains(1, int(cfg["sizes"]["K"]), 0, **cfg["channel"])   # channel keys checked before training
             train(cfg)
             return 0

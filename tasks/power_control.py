@@ -53,7 +53,7 @@ train.seed=S model.attention=all`` for S = 0…5 (1.9-4.1 min each), then ``eval
 runs/power_control/pc_s{0..5}/policy.pt --gnn-all runs/power_control/pc_all_s{0..5}/policy.pt``
 (3.2 min). At K = 10 the plan's GNN reaches 1.0027 ± 0.0051 of WMMSE-PC (seeds: 0.9926 to
 1.0063) and the all-attention GNN 1.0087 ± 0.0014: attention is higher in all six seeds,
-by +0.60 % on average, and the t-test over training seeds (:func:`seed_t_test`) gives
+by +0.60 % on average, and the t-test over training seeds (:func:`tasks.attention_study.seed_t_test`) gives
 t = 3.36, p = 0.020 — a small but significant gain at the training size, against paper
 002's "no gain". Off the training size it is gone: −0.05 to −1.64 % at K = 5, 20, 30
 (fixed density and fixed area, p ≥ 0.06). The gain is not the attention block's
@@ -76,12 +76,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
+from tasks.attention_study import (check_attention_override, load_task_policy, run_name, seed_t_test,
+                                   timed)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "power_control_pc.yaml"
@@ -200,25 +201,10 @@ def save_pc_policy(path: Path, model, info: dict) -> None:
 
 
 def load_pc_policy(path: str | Path) -> PCPolicy:
-    from pegnn.policies import read_policy_file
-    from pegnn.spec import ProblemSpec
-    from pegnn.train import model_from_config
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.power_control train`)")
-    ck = read_policy_file(p, kind="pc")
-    spec = ProblemSpec.from_dict(ck["spec"], source=str(p))
-    model = model_from_config(spec, ck["model"])
-    model.load_state_dict(ck["state_dict"])
-    return PCPolicy(model, {**ck.get("info", {}), "path": str(p)})
+    return load_task_policy(path, "pc", PCPolicy, "power_control")
 
 
 # ---------------------------------------------------------------- train
-def run_name(cfg: dict, stem: str) -> str:
-    """``run.name``, or ``<stem>_s<seed>`` (``<stem>_all_s<seed>`` for the all-attention variant)."""
-    return cfg["run"]["name"] or f"{stem}{'_all' if cfg['model']['attention'] == 'all' else ''}_s{cfg['train']['seed']}"
-
-
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
     from pegnn.train import DictDataset, check_config, model_from_config, train_policy
@@ -247,16 +233,6 @@ def train(cfg: dict) -> Path | None:
 
 
 # ---------------------------------------------------------------- evaluate
-def timed(fn, reps: int = 3):
-    """(result, median seconds) over ``reps`` calls."""
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, sorted(times)[len(times) // 2]
-
-
 def compare(G: torch.Tensor, gnn: list, gnn_all: list, seed: int = 0, wmmse_iter: int = 500, reps: int = 3) -> dict:
     """Per-drop sum rates ``[n]`` and seconds per sample of every method on the same drops.
 
@@ -296,32 +272,10 @@ def _summary(res: dict) -> dict:
     return out
 
 
-def seed_t_test(diffs) -> dict:
-    """Two-sided one-sample t-test of the per-training-seed mean differences against 0.
-
-    The per-drop SEM of one pair of trained networks says whether *those two networks*
-    differ on these drops; whether the all-attention *design* is better is a question
-    about the training randomness, so the sample is the training seeds (``n`` pairs,
-    ``n - 1`` degrees of freedom): :math:`t = \bar d / (s_d/\sqrt n)`. ``None`` below
-    two seeds; ``p`` is 0 when every seed has exactly the same difference."""
-    from scipy import stats
-    d = torch.as_tensor(diffs, dtype=torch.float64)
-    n = len(d)
-    if n < 2:
-        return {"seeds": n, "t": None, "p": None, "significant_at_0.05": None}
-    sd = float(d.std())
-    if sd == 0.0:
-        t, p = (math.copysign(math.inf, float(d.mean())), 0.0) if float(d.mean()) else (0.0, 1.0)
-    else:
-        t = float(d.mean()) / (sd / math.sqrt(n))
-        p = float(2 * stats.t.sf(abs(t), df=n - 1))
-    return {"seeds": n, "t": t, "p": p, "significant_at_0.05": bool(p < 0.05)}
-
-
 def attention_gain(res: dict) -> dict:
     """All-attention minus plain GNN: per-drop paired differences (per seed, then pooled
     over seeds), the spread of the per-seed mean differences, and the t-test over
-    training seeds (:func:`seed_t_test`) that decides "significant"."""
+    training seeds (:func:`tasks.attention_study.seed_t_test`) that decides "significant"."""
     plain = sorted(k for k in res if k.startswith("GNN/"))
     att = sorted(k for k in res if k.startswith("GNN-all-attention/"))
     if not plain or not att:
@@ -454,9 +408,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "train":
             cfg = load_config(args.config or {}, args.overrides, defaults=DEFAULTS)
-            if cfg["model"]["attention"] not in ("auto", "none", "all"):
-                raise ConfigError(f"override: model.attention: expected auto, none or all, got "
-                                  f"{cfg['model']['attention']!r}")
+            check_attention_override(cfg)
             train(cfg)
             return 0
         gnn = [load_pc_policy(x) for x in args.gnn]

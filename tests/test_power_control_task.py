@@ -82,7 +82,7 @@ def test_save_load_and_compare(tmp_path):
 def test_seed_t_test_against_textbook_values():
     """t = mean / (s / sqrt(n)) with n - 1 degrees of freedom; the critical value of a
     two-sided 5 % test at 3 degrees of freedom is 3.182 (Student's t table)."""
-    from tasks.power_control import seed_t_test
+    from tasks.attention_study import seed_t_test
     r = seed_t_test([0.1, 0.2, 0.3, 0.4])
     assert r["t"] == pytest.approx(0.25 / (math.sqrt(1 / 60) / 2))
     assert r["significant_at_0.05"] and r["p"] < 0.05
