@@ -53,8 +53,8 @@ train.seed=S model.attention=all`` for S = 0…5 (1.9-4.1 min each), then ``eval
 runs/power_control/pc_s{0..5}/policy.pt --gnn-all runs/power_control/pc_all_s{0..5}/policy.pt``
 (3.2 min). At K = 10 the plan's GNN reaches 1.0027 ± 0.0051 of WMMSE-PC (seeds: 0.9926 to
 1.0063) and the all-attention GNN 1.0087 ± 0.0014: attention is higher in all six seeds,
-by +0.60 % on average, and the t-test over training seeds (:func:`tasks.attention_study.seed_t_test`) gives
-t = 3.36, p = 0.020 — a small but significant gain at the training size, against paper
+by +0.60 % on average, and the t-test over training seeds
+(:func:`tasks.attention_study.seed_t_test`) gives t = 3.36, p = 0.020 — a small but significant gain at the training size, against paper
 002's "no gain". Off the training size it is gone: −0.05 to −1.64 % at K = 5, 20, 30
 (fixed density and fixed area, p ≥ 0.06). The gain is not the attention block's
 parameters: a plan GNN at ``model.hidden=35`` (63 246 parameters, against 62 433 for
@@ -64,12 +64,11 @@ results/power_control/param_matched``) reaches 1.0028 ± 0.0033, and attention i
 and −1.64 % (fixed area) below it, p = 0.03 — forced attention generalises worse in K
 — with a caveat: K = 10 is the target's own comparison, but the K = 30 p-values come from
 six secondary ones (three K, two densities) and would not survive a Bonferroni correction
-(0.05/6).
-With two seeds (364c19d) the same comparison
-read +0.42 %; per-drop standard errors had called it significant, but two seeds cannot
-(t over seeds needs at least two, and had p ≈ 0.24 there). Runs of seeds 0 and 1 retrained
-now differ from 364c19d's by up to 0.0013 in ratio (the engine's dense kernels changed
-since; retraining seed 0 twice now gives bit-identical weights).
+(0.05/6). With two seeds (364c19d) the same comparison read +0.42 %, called significant
+from per-drop standard errors; over those two training seeds the t-test gives p ≈ 0.24.
+Runs of seeds 0 and 1 retrained now differ from 364c19d's by up to 0.0013 in ratio (the
+engine's dense kernels changed since; retraining seed 0 twice now gives bit-identical
+weights).
 """
 from __future__ import annotations
 
