@@ -25,6 +25,8 @@ uses the graph's index maps (it touches each state entry once).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -84,6 +86,47 @@ class PELayer(nn.Module):
         if not layout.all_updated:
             y = torch.where(layout.updated, y, x)
         return y
+
+    @torch.no_grad()
+    def attention_as_mean_(self, layout: Layout) -> None:
+        r"""Set this layer's attention so that it computes what the layer without
+        attention computed, at the sizes of ``layout`` (a regular batch).
+
+        With :math:`f_1 = f_2 = 1` (zero weights, unit bias) and :math:`v` the identity,
+        the inner attention's message is the mean over the *other* elements:
+        :math:`\mathbf m_k = \bar{\mathbf x} - \mathbf x_k / n` ("all"), or, for a set
+        nested once, :math:`\bar{\mathbf x}^{w}_k - \mathbf x_k/n_c` ("within", n_c
+        children per parent) and :math:`\bar{\mathbf x} - (n_c/n)\,\bar{\mathbf x}^{w}_k`
+        ("across"). The MDE term that takes the message in place of its mean (eq. 17)
+        then misses a multiple of the next-lower-level mean, which is added back to that
+        term's weight: :math:`\mathbf W'_{t_w} = \mathbf W_{t_w} + (n_c/n)\mathbf W_{t_a}`,
+        :math:`\mathbf W'_{t_0} = \mathbf W_{t_0} + \mathbf W'_{t_w}/n_c`. Training then
+        starts from the trained network's function, so an attention ablation compares
+        like with like. One inner-attention set per layer, nested at most once."""
+        if len(self.attention) > 1:
+            raise ValueError("attention_as_mean_: one attention set per layer is supported, "
+                             f"got {[a.set_name for a in self.attention]}")
+        for att in self.attention:
+            if att.kind != "inner":
+                raise ValueError(f"attention_as_mean_: only attention_kind='inner' has a mean form, got {att.kind!r}")
+            i = att.axis
+            factors = layout.factors[i]
+            if len(factors) > 2:
+                raise ValueError(f"attention_as_mean_: {att.set_name!r} is nested {len(factors) - 1} deep; "
+                                 "at most once is supported")
+            n, n_c = math.prod(factors), factors[-1]
+            for sc in att.scorers.values():
+                for f in (sc.f1, sc.f2):
+                    f.weight.zero_()
+                    f.bias.fill_(1.0)
+                sc.v.weight.copy_(torch.eye(sc.v.weight.shape[0]))
+                sc.v.bias.zero_()
+            W, terms = self.mde.weight, self.mde.terms
+            lower = lambda t, l: terms.index(t[:i] + (l,) + t[i + 1:])
+            for level, share in ((2, n_c / n), (1, 1 / n_c)):   # across first: it feeds the within weight
+                for j, t in enumerate(terms):
+                    if t[i] == level:
+                        W[lower(t, level - 1)] += share * W[j]
 
 
 class PEGNN(nn.Module):
@@ -168,6 +211,19 @@ class PEGNN(nn.Module):
                 raise ValueError(f"attention set {s!r} is not a recursion set of {self.spec.name!r}; "
                                  f"expected some of {rec}")
         return sets
+
+    @torch.no_grad()
+    def attention_as_mean_(self, data) -> None:
+        """Set every layer's attention to reproduce the mean aggregation it replaces, at
+        the sizes of ``data`` (a graph or a batch of equal-size graphs): after loading
+        the weights of the same network trained without attention, this model computes
+        the same function (see :meth:`PELayer.attention_as_mean_`). Used by
+        :func:`pegnn.train.init_weights` for ``train.init`` from an attention-free run."""
+        lay = self.layout(data)
+        if lay.factors is None:
+            raise ValueError("attention_as_mean_: needs a graph or a batch of equal-size graphs")
+        for layer in self.layers:
+            layer.attention_as_mean_(lay)
 
     # ------------------------------------------------------------ forward
     def layout(self, data) -> Layout:

@@ -297,7 +297,7 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     seed = int(t.get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
     if t.get("init"):
-        init_weights(module.model, t["init"])
+        init_weights(module.model, t["init"], sample=lambda: collate([train_ds[0]])[0][0])
     if t.get("compile"):
         module.model.compile(dynamic=False)     # one graph per set of sizes (see compile_policy)
     module.max_seconds = max_time_seconds(t.get("max_time"))
@@ -358,17 +358,38 @@ def max_time_seconds(max_time) -> float | None:
     return timedelta(days=d, hours=h, minutes=m, seconds=sec).total_seconds()
 
 
-def init_weights(model: torch.nn.Module, path: str | Path) -> None:
+def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | None = None) -> None:
     """Load the weights of a policy file (:func:`pegnn.policies.save_policy`) or a
     Lightning checkpoint into ``model`` — to fine-tune or continue a run with a new
-    schedule. The architecture must match exactly; a mismatch is one clear error."""
+    schedule. The architecture must match exactly; a mismatch is one clear error.
+
+    One exception: weights of the same network *without* attention load into a
+    :class:`~pegnn.models.PEGNN` with attention, whose attention then starts as the mean
+    aggregation it replaces (:meth:`~pegnn.models.PEGNN.attention_as_mean_`, exact at
+    the sizes of the graph ``sample()`` returns), so the run starts from the loaded
+    network's function: an attention ablation from a trained network."""
     sd = _read_weights(path)
+    missing = [k for k in model.state_dict() if k not in sd]
+    grow = (sample is not None and missing and hasattr(model, "attention_as_mean_")
+            and all(".attention." in k for k in missing))
     try:
-        model.load_state_dict(sd)
+        model.load_state_dict(sd, strict=not grow)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"train.init: {path} does not fit this model ({first}); "
                          f"use the same spec and model.* settings as the run that wrote it") from None
+    if grow:
+        unexpected = [k for k in sd if k not in model.state_dict()]
+        if unexpected:
+            raise ValueError(f"train.init: {path} does not fit this model (unexpected {unexpected[0]!r}); "
+                             "use the same spec and model.* settings as the run that wrote it")
+        try:
+            model.attention_as_mean_(sample())
+        except ValueError as e:
+            raise ValueError(f"train.init: {path} has no attention weights, and this model's attention "
+                             f"cannot start from them: {e}") from None
+        print(f"train.init: {path} has no attention; attention on {model.attention_sets} starts as the "
+              "mean aggregation it replaces (the loaded network's function at these sizes)")
 
 
 def _read_weights(path: str | Path) -> dict:

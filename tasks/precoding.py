@@ -4,6 +4,7 @@
     python -m tasks.precoding evaluate [--checkpoint FILE | --pretrained] [--n-test N] [--quick]
     python -m tasks.precoding bench    [--checkpoint FILE | --pretrained]
     python -m tasks.precoding demo     [--pretrained] [--minutes 3]
+    python -m tasks.precoding ceiling  [--checkpoint FILE] [--n-test 50] [--steps 1500]
 
 TECFP = TEPN (built by :class:`pegnn.PEGNN` from ``graphs/tenn_precoding.yaml``)
 predicting the auxiliary tensors (A, U) of the closed form CFP (6); unsupervised
@@ -30,10 +31,26 @@ drops that is 0.998 of WMMSE-MMSEInit at 46× its speed (TECFP alone: 0.933, 69�
 (``MMSE+T``, reported beside them) give 0.809 / 0.874 / 0.904 after 1 / 3 / 5 steps: the
 network's start is worth more than five steps.
 
-User attention (``model.attention=auto``: the plan puts it on ``ue``, as for TEUS) did
-not help TECFP at equal steps: D_H = 16, same data and LR, validation sum rate 58.63
-and 60.49 bits/s/Hz at steps 250 and 500 against 60.06 and 61.84 without (probe
-stopped there), plausibly because the CFP (6) already couples the users through its
+Where the gap is (``ceiling``, ``results/precoding/cfp_ceiling.json``): on the first 50
+held-out drops, (A, U) optimised per drop by Adam through CFP (6), no network (1500
+steps, LR 1e-2), reach 1.040 of WMMSE-MMSEInit's average sum rate from MMSE's start and
+1.044 from the TECFP's output (≥ 0.999 at every SNR, 1.10 at 40 dB, where WMMSE-MMSEInit
+stops in a poorer local optimum), while the TECFP gives 0.925 on the same drops. The
+closed form can express better-than-WMMSE precoders for every drop and its landscape is
+benign from either start; what is missing is the TEPN's approximation of H ↦ (A*, U*),
+and neither width, depth, more steps nor attention (below) moved it.
+
+User attention (``model.attention=auto``: the plan puts it on ``ue``, as for TEUS) does
+not help TECFP. Tested like with like: the shipped TECFP's weights loaded into the same
+network with attention, whose attention starts as the mean aggregation it replaces
+(:meth:`pegnn.models.PEGNN.attention_as_mean_`, what ``train.init`` does for an
+attention-free file: validation 66.739 at step 0, the shipped network's own), then 3000
+steps at LR 3e-4 (×0.1 at 0.6), clipping 1.0 — best validation 66.85 in 14.2 min, against
+66.84 in 5.2 min for the same schedule without attention (runs ``tecfp_att_ft``,
+``tecfp_ctl_ft``; from scratch, an earlier probe was behind at steps 250/500: 58.63/60.49
+vs 60.06/61.84). The inner attention's scores are user-pair inner products over the
+antennas, so it could express the K × K Gram terms a receive filter depends on; that it
+adds nothing is consistent with the CFP (6) already coupling the users through its
 K N_S × K N_S inverse.
 """
 from __future__ import annotations
@@ -368,6 +385,48 @@ def demo(use_pretrained: bool, minutes: float, n_test: int, out_dir: Path, progr
 
 
 # ---------------------------------------------------------------- CLI
+def ceiling(policy, n_test: int = 50, steps: int = 1500, lr: float = 1e-2, out: Path | None = None,
+            progress=True) -> dict:
+    """How far the closed form itself can go: per drop, the auxiliary tensors (A, U) of
+    CFP (6) optimised directly by Adam on −R (eq. 37), no network, from MMSE's start
+    (A = U = I) and from the TECFP's output. If the free optimum is far above the
+    TECFP, what is missing is the network's approximation of H ↦ (A*, U*), not the
+    closed form's landscape. Held-out drops of ``evaluate`` (the first ``n_test``), every
+    SNR of Fig. 4; ratios over WMMSE-MMSEInit on the same drops."""
+    from tqdm.auto import tqdm
+    from pegnn.wireless.precoders import cfp
+    from pegnn.wireless.rates import sum_rate
+    from pegnn.wireless.wmmse import wmmse
+
+    def free(H, s2, A0, U0):
+        A, U = A0.clone().requires_grad_(True), U0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([A, U], lr=lr)
+        for _ in range(steps):   # the drops are independent: the summed loss is per-drop Adam
+            opt.zero_grad()
+            (-sum_rate(H, cfp(H, A, U, s2), s2).sum()).backward()
+            opt.step()
+        return cfp(H, A.detach(), U.detach(), s2)
+
+    torch.manual_seed(0)
+    H = channels("uma", max(n_test, 1), 2, 8, 2, 32, SNRS, progress)["H"][:n_test].to(torch.complex128)
+    eye = torch.eye(2, dtype=H.dtype).expand(n_test, 8, 2, 2)
+    per = {}
+    for snr in tqdm(SNRS, desc="SNR", disable=not progress):
+        s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
+        with torch.no_grad():
+            At, Ut = (x.to(H.dtype) for x in policy.auxiliary(H.to(torch.complex64), s2.float()))
+        V = {"WMMSE-MMSEInit": wmmse(H, s2, init="mmse")[0], "TECFP": cfp(H, At, Ut, s2),
+             "free CFP from MMSE": free(H, s2, eye, eye), "free CFP from TECFP": free(H, s2, At, Ut)}
+        per[snr] = {m: float(sum_rate(H, v, s2).mean()) for m, v in V.items()}
+    avg = {m: sum(per[s][m] for s in SNRS) / len(SNRS) for m in per[SNRS[0]]}
+    r = {"n_test": n_test, "adam_steps": steps, "lr": lr, "sum_rate_per_snr": per, "average_over_snr": avg,
+         "ratio_over_wmmse_mmseinit": {m: a / avg["WMMSE-MMSEInit"] for m, a in avg.items()}}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(r, indent=2) + "\n")
+    return r
+
+
 def _policy(args):
     from pegnn.policies import load_policy, pretrained
     if getattr(args, "checkpoint", None):
@@ -394,6 +453,11 @@ def main(argv=None) -> int:
             q.add_argument("--n-test", type=positive_int, default=500)
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--quick", action="store_true", help="every other SNR, fewer sizes")
+    q = sub.add_parser("ceiling", help="the closed form's own ceiling: (A, U) optimised per drop, no network")
+    q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
+    q.add_argument("--n-test", type=positive_int, default=50)
+    q.add_argument("--steps", type=positive_int, default=1500, help="Adam steps per drop")
+    q.add_argument("--out", type=out_file, default=str(ROOT / "results" / "precoding" / "cfp_ceiling.json"))
     q = sub.add_parser("demo", help="quick look: TECFP vs ZF/MMSE/WMMSE, table and plot")
     q.add_argument("--pretrained", action="store_true", help="use the shipped policy instead of training")
     q.add_argument("--minutes", type=float, default=3.0, help="training time budget without --pretrained")
@@ -414,6 +478,10 @@ def main(argv=None) -> int:
             r = evaluate(pol, args.n_test, out, args.channel, args.quick, refine=args.refine)
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'generalisation.png'}")
+        elif args.cmd == "ceiling":
+            r = ceiling(_policy(args), args.n_test, args.steps, out=Path(args.out), progress=sys.stderr.isatty())
+            print("\n".join(f"{m:>22}: {x:.4f} of WMMSE-MMSEInit" for m, x in r["ratio_over_wmmse_mmseinit"].items()))
+            print(f"wrote {args.out}")
         elif args.cmd == "bench":
             r = bench(_policy(args), Path(args.out), refine=args.refine)
             keys = ("speedup_tecfp_over_wmmse_mmseinit", "speedup_refined_over_wmmse_mmseinit",

@@ -168,3 +168,56 @@ def test_attention_overrides():
     assert PEGNN(spec, hidden=4, layers=1, attention="none").attention_sets == []
     with pytest.raises(ValueError, match="not a recursion set"):
         PEGNN(spec, hidden=4, layers=1, attention=["cell"])
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "sparse"])
+@pytest.mark.parametrize("name", ["tenn_precoding", "ris_pr", "mimo_pm", "miso_ps"])
+def test_attention_as_mean_reproduces_the_network_without_attention(name, dense):
+    """Weights of a network without attention + ``attention_as_mean_`` = the same
+    function (normal sets and a set nested once: ``ue`` in ``cell`` of ris_pr, with its
+    within- and across-parent messages), and the attention is live afterwards."""
+    spec = load_spec(GRAPHS / f"{name}.yaml")
+    sizes = REGULAR.get(name, SIZES[name])
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    plain = PEGNN(spec, hidden=5, layers=2, attention="none", dense=dense).double()
+    att = PEGNN(spec, hidden=5, layers=2, attention="auto", dense=dense).double()
+    assert att.attention_sets, name
+    att.load_state_dict(plain.state_dict(), strict=False)
+    graphs = [build_graph(spec, sizes, random_sizes_tensors(spec, sizes, gen)[1], pairs="all") for _ in range(2)]
+    batch = next(iter(DataLoader(graphs, batch_size=2)))
+    before = {k: v.detach() for k, v in att(batch, entries=True).items()}
+    att.attention_as_mean_(batch)
+    want, got = plain(batch, entries=True), att(batch, entries=True)
+    for k in want:
+        assert not torch.allclose(before[k], want[k], atol=1e-3)        # the load alone is not enough
+        assert torch.allclose(got[k], want[k], atol=1e-10, rtol=1e-10), (k, (got[k] - want[k]).abs().max())
+    with torch.no_grad():
+        att.layers[0].attention[0].scorers[next(iter(att.layers[0].attention[0].scorers))].f1.weight.add_(0.1)
+    assert any(not torch.allclose(att(batch, entries=True)[k], want[k], atol=1e-6) for k in want)
+
+
+def test_attention_as_mean_refuses_what_has_no_mean_form(tmp_path):
+    """Several attention sets in a layer, softmax attention: one clear error each; and
+    ``train.init`` from an attention-free policy file uses it (and says so)."""
+    from pegnn.policies import save_policy
+    from pegnn.train import init_weights
+    spec = load_spec(GRAPHS / "tenn_precoding.yaml")
+    g = build_graph(spec, "ue=3,ant_ue=2,ant_bs=4", random_sizes_tensors(spec, "ue=3,ant_ue=2,ant_bs=4",
+                                                                        torch.Generator().manual_seed(0))[1])
+    with pytest.raises(ValueError, match="one attention set per layer"):
+        PEGNN(spec, hidden=4, layers=1, attention="all").attention_as_mean_(g)
+    with pytest.raises(ValueError, match="only attention_kind='inner'"):
+        PEGNN(spec, hidden=4, layers=1, attention="auto", attention_kind="softmax").attention_as_mean_(g)
+    torch.manual_seed(0)
+    plain = PEGNN(spec, hidden=4, layers=2, attention="none")
+    save_policy(tmp_path / "p.pt", "tecfp", plain)
+    att = PEGNN(spec, hidden=4, layers=2, attention="auto")
+    init_weights(att, tmp_path / "p.pt", sample=lambda: g)
+    for k, v in plain(g).items():
+        assert torch.allclose(att(g)[k], v, atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit this model"):   # without a sample: strict, as before
+        init_weights(PEGNN(spec, hidden=4, layers=2, attention="auto"), tmp_path / "p.pt")
+    with pytest.raises(ValueError, match="cannot start from them: .*only attention_kind='inner'"):
+        init_weights(PEGNN(spec, hidden=4, layers=2, attention="auto", attention_kind="softmax"), tmp_path / "p.pt",
+                     sample=lambda: g)

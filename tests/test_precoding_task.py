@@ -2,6 +2,7 @@
 noise feature, mixed-K training, and the task CLI's bad-input path."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from pegnn import pretrained
 from pegnn.policies import load_policy, noise_input
 from pegnn.wireless import mmse, rayleigh_channels, sum_rate, uma_channels
+import tasks.precoding as P
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,3 +192,16 @@ def test_collate_builds_batches_for_every_attention_option(attention):
     assert ((STATE, "pair_ue", STATE) in g.edge_types) == (attention != "none")
     out = PEGNN(spec, **{**TEPN, "attention": attention})(g)
     assert out["A"].shape[0] == 2 and all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_ceiling_free_cfp_reaches_wmmse_where_the_network_need_not(tecfp, tmp_path, monkeypatch):
+    """``ceiling``: (A, U) optimised per drop through CFP reach WMMSE's level (the closed
+    form is not what limits a TECFP), ratios are over WMMSE-MMSEInit, the JSON is written."""
+    monkeypatch.setattr(P, "SNRS", [0, 20])
+    monkeypatch.setattr(P, "channels", lambda model, n, seed, K, N_R, N_T, snrs, progress:
+                        {"H": rayleigh_channels(n, K, N_R, N_T, seed=seed)})
+    r = P.ceiling(tecfp, n_test=4, steps=200, out=tmp_path / "c.json", progress=False)
+    ratio = r["ratio_over_wmmse_mmseinit"]
+    assert ratio["WMMSE-MMSEInit"] == 1.0
+    assert ratio["free CFP from MMSE"] > 0.97 and ratio["free CFP from TECFP"] > 0.97, ratio
+    assert json.loads((tmp_path / "c.json").read_text())["adam_steps"] == 200

@@ -100,7 +100,7 @@ class SetAttention(nn.Module):
         if self.kind == "inner":
             f1, f2 = sc.f1(xd), sc.f2(xd)
             # mean over o and the 1/n of the message, folded into the small alpha
-            scale = (mask / (xd.shape[2] * norm)).to(xd.dtype)[None, :, :, None]
+            scale = (mask.to(xd.dtype) / (xd.shape[2] * norm))[None, :, :, None]   # in the state's dtype
             if n <= self.LOOP_MAX:
                 # one pass over the state per j: no layout copies. einsum's bmm route
                 # (batch over b and c) copies f1, f2, v and m to channel-first, which
