@@ -16,7 +16,7 @@ each of its sets. :func:`build_graph` stores it the PyG way:
   per element tuple of the plan's state axes (full product, so that cross-cell
   entries keep carrying inter-cell channels), incidence edges like any field,
   ``(input, 'feeds', '_D')`` edges saying which input entry initialises each state
-  entry, and ``update`` — the entries f_out updates (jointly permuted axes agree on
+  entry, and ``updated`` — the entries f_out updates (jointly permuted axes agree on
   their common ancestor / declared joint axes agree on their local index);
 * cached **fibres**: ``g['_D'].fib_<l1>_<l2>...`` gives, per state entry, the id of
   its group when axis i is kept at nesting level l_i (0: the element itself, 1: its
@@ -40,7 +40,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import numbers
 from collections import OrderedDict
+from os import PathLike
 from typing import Iterable, Mapping
 
 import torch
@@ -48,7 +50,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .plan import Plan, plan as make_plan
-from .spec import ProblemSpec, SpecError, parse_sizes
+from .spec import ProblemSpec, SpecError, load_spec, parse_sizes
 
 __all__ = ["SetGraph", "build_graph", "build_batch", "resolve_sizes", "state_axes", "STATE"]
 
@@ -77,10 +79,11 @@ class _Sets:
         unknown = [k for k in sizes if k not in spec.sets]
         if unknown:
             raise SpecError(source, unknown[0], f"unknown set; expected one of {sorted(spec.sets)}")
+        per_parent: dict[str, list[int]] = {}
         for s in _topological(spec):
             if s not in sizes:
                 raise SpecError(source, s, "missing size for this set (every set, parents included, needs one)")
-            val, p = sizes[s], spec.parent(s)
+            val, p = _plain_int(sizes[s]), spec.parent(s)
             if p is None:
                 if isinstance(val, bool) or not isinstance(val, int):
                     raise SpecError(source, s, f"{s!r} is a normal set and takes a positive integer, got {val!r}")
@@ -89,7 +92,7 @@ class _Sets:
                 if len(val) != self.n[p]:
                     raise SpecError(source, s, f"ragged sizes need one count per {p!r} element "
                                                f"({self.n[p]}), got {len(val)}")
-                counts = list(val)
+                counts = [_plain_int(c) for c in val]
             elif isinstance(val, int) and not isinstance(val, bool):
                 counts = [val] * self.n[p]
             else:
@@ -98,6 +101,7 @@ class _Sets:
                 if isinstance(c, bool) or not isinstance(c, int) or c < 1:
                     raise SpecError(source, s, f"sizes must be integers >= 1, got {c!r}")
             self.n[s] = sum(counts)
+            per_parent[s] = counts
             self.uniform[s] = counts[0] if len(set(counts)) == 1 else -1
             if p is not None:
                 cnt = torch.tensor(counts)
@@ -106,6 +110,13 @@ class _Sets:
                 self.local[s] = torch.arange(self.n[s]) - starts[self.parent[s]]
             else:
                 self.local[s] = torch.arange(self.n[s])
+
+        for g in spec.joint:   # one permutation acts on all sets of a joint group (paper 002 Sec. II)
+            for s in g[1:]:
+                if per_parent[s] != per_parent[g[0]]:
+                    each = " per parent" if spec.parent(s) else ""
+                    raise SpecError(source, s, f"joint with {g[0]!r}, so it needs the same count{each}: "
+                                               f"{g[0]}={_fmt(per_parent[g[0]])}, {s}={_fmt(per_parent[s])}")
 
     def ancestor(self, s: str, a: str) -> Tensor:
         """Map each element of ``s`` to its ancestor in set ``a`` (``a == s``: identity)."""
@@ -123,12 +134,36 @@ class _Sets:
         return chain[lvl], self.ancestor(s, chain[lvl])
 
 
+def _plain_int(v):
+    """numpy and other integer scalars as ``int`` (sizes are often computed with numpy);
+    anything else unchanged, for the checks to name."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+
+def _fmt(counts: list[int]):
+    return counts[0] if len(counts) == 1 else counts
+
+
 def _topological(spec: ProblemSpec) -> list[str]:
     return sorted(spec.sets, key=spec.depth)
 
 
 def resolve_sizes(sizes: str | Mapping, source: str = "--sizes") -> dict:
-    return parse_sizes(sizes, source) if isinstance(sizes, str) else dict(sizes)
+    if isinstance(sizes, str):
+        return parse_sizes(sizes, source)
+    if not isinstance(sizes, Mapping):
+        raise SpecError(source, "<sizes>", "expected a mapping {set: count} or a string like 'ue=4,ant_bs=8', "
+                                           f"got {type(sizes).__name__}")
+    return dict(sizes)
+
+
+def _as_spec(spec) -> ProblemSpec:
+    """A spec, or the path of its YAML file."""
+    if isinstance(spec, ProblemSpec):
+        return spec
+    if isinstance(spec, (str, PathLike)):
+        return load_spec(spec)
+    raise TypeError(f"expected a ProblemSpec or the path of a spec YAML, got {type(spec).__name__}")
 
 
 # -------------------------------------------------------------- entries
@@ -176,13 +211,9 @@ def _group(cols: list[Tensor], n: int) -> Tensor:
 
 def state_axes(spec: ProblemSpec, p: Plan) -> list[str]:
     """The state tensor's axes: the plan's recursion sets, a set twice when an input
-    repeats it (the order-2 state that the 2→2 layer of paper 001 App. E updates)."""
-    axes: list[str] = []
-    for s in p.state:
-        axes.append(s)
-        if any(t.dims.count(s) == 2 for t in spec.inputs.values()):
-            axes.append(s)
-    return axes
+    repeats it (the order-2 state that the 2→2 layer of paper 001 App. E updates;
+    :attr:`Plan.state` lists them so)."""
+    return list(p.state)
 
 
 def _resolve(S: _Sets, axes: list[str], coords: Tensor, d: str, prefer: tuple[str, ...] = ()) -> Tensor:
@@ -219,7 +250,7 @@ def build_graph(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
     The structure (everything but the input features) is cached per (spec, sizes,
     pairs), so building many samples of one size costs only their features.
     """
-    sizes = resolve_sizes(sizes, source)
+    spec, sizes = _as_spec(spec), resolve_sizes(sizes, source)
     struct, S, coords = _structure(spec, sizes, plan, source, pairs)
     g = copy.copy(struct)
     _set_features(g, spec, S, coords, inputs)
@@ -234,8 +265,11 @@ def build_batch(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
     a scalar: ``[B]``). Equal to ``Batch.from_data_list([build_graph(...) for b])``.
     """
     from torch_geometric.data import Batch
-    sizes = resolve_sizes(sizes, source)
+    spec, sizes = _as_spec(spec), resolve_sizes(sizes, source)
     struct, S, coords = _structure(spec, sizes, plan, source, pairs)
+    if not isinstance(inputs, Mapping):
+        raise SpecError("inputs", "<inputs>", f"expected a mapping {{input name: tensor}} with {sorted(spec.inputs)}, "
+                                              f"got {type(inputs).__name__}")
     missing = sorted(set(spec.inputs) - set(inputs))
     if missing:
         raise SpecError("inputs", missing[0], f"missing input; expected {sorted(spec.inputs)}")
@@ -279,6 +313,9 @@ def _structure(spec, sizes, plan, source, pairs):
 def _check_inputs(spec, inputs):
     if inputs is None:
         return
+    if not isinstance(inputs, Mapping):
+        raise SpecError("inputs", "<inputs>", f"expected a mapping {{input name: tensor}} with {sorted(spec.inputs)}, "
+                                              f"got {type(inputs).__name__}")
     extra = sorted(set(inputs) - set(spec.inputs))
     if extra:
         raise SpecError("inputs", extra[0], f"not an input of {spec.name!r}; expected {sorted(spec.inputs)}")

@@ -26,6 +26,7 @@ uses the graph's index maps (it touches each state entry once).
 from __future__ import annotations
 
 import math
+from os import PathLike
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,7 @@ from .nn.layout import Layout
 from .nn.mde import MDE, PATTERNS, pattern_terms
 from .nn.mdi import MDI, POOLINGS
 from .plan import plan as make_plan
-from .spec import ProblemSpec
+from .spec import ProblemSpec, load_spec
 
 __all__ = ["PEGNN", "PELayer", "TEPN", "TEUSN", "unbatch"]
 
@@ -159,6 +160,8 @@ class PEGNN(nn.Module):
                 raise ValueError(f"PEGNN: {name} must be one of {list(allowed)}, got {v!r}")
         if hidden % heads:
             raise ValueError(f"PEGNN: hidden ({hidden}) must be divisible by heads ({heads})")
+        if isinstance(spec, (str, PathLike)):    # the path of a spec YAML
+            spec = load_spec(spec)
         self.spec, self.plan = spec, make_plan(spec)
         self.axes = state_axes(spec, self.plan)
         self.dense = dense
@@ -179,7 +182,7 @@ class PEGNN(nn.Module):
         # outputs with the same dims share one read-out (TEPN: A and U, eq. 32)
         self.groups: dict[str, list[str]] = {}
         for name, t in spec.outputs.items():
-            self.groups.setdefault("|".join(t.dims), []).append(name)
+            self.groups.setdefault("|".join(t.dims) or "()", []).append(name)   # "()": a scalar output
         self.readout = nn.ModuleDict()
         self._dense_pool: dict[str, list[int] | None] = {}
         for key, names in self.groups.items():
@@ -305,12 +308,22 @@ class PEGNN(nn.Module):
 
 
 def unbatch(data, outputs: dict[str, Tensor], spec: ProblemSpec) -> list[dict[str, Tensor]]:
-    """Split entry-level outputs of a (ragged) batch into per-graph dense tensors over
-    each graph's global element ids (zeros outside the tensor's ties)."""
+    """Split the outputs of a batch into per-graph dense tensors over each graph's global
+    element ids (zeros outside the tensor's ties). ``outputs`` may be entry-level
+    (``model(batch, entries=True)``, or any ragged batch) or already dense (``model(batch)``
+    on equal-size graphs: ``[B, *sizes]``, or ``[*sizes]`` for a single graph)."""
     B = int(data[STATE].ptr.numel() - 1) if hasattr(data[STATE], "ptr") else 1
     res: list[dict[str, Tensor]] = [{} for _ in range(B)]
     for name, v in outputs.items():
         dims = spec.outputs[name].dims
+        if not (v.dim() == 1 and len(v) == data[name].num_nodes):     # dense already
+            want = len(dims) + (1 if hasattr(data[name], "batch") else 0)
+            if v.dim() != want:
+                raise ValueError(f"unbatch: {name!r} is neither one value per entry ({data[name].num_nodes}) "
+                                 f"nor dense over {dims}: shape {tuple(v.shape)}")
+            for i in range(B):
+                res[i][name] = v[i] if hasattr(data[name], "batch") else v
+            continue
         b = data[name].batch if hasattr(data[name], "batch") else torch.zeros(len(v), dtype=torch.long)
         seen: set[str] = set()
         locs = []

@@ -179,26 +179,32 @@ def plan(spec: ProblemSpec) -> Plan:
         "no sets are jointly permuted, so no output function is cascaded"
 
     # modules ----------------------------------------------------------------
-    state = list(order)
+    # a set twice when an input repeats it: the order-2 state that the 2→2 layer of
+    # paper 001 App. E updates (P-C's G[ue, ue])
+    state = [x for s in order for x in ([s, s] if any(t.dims.count(s) == 2 for t in spec.inputs.values()) else [s])]
     outputs: dict[str, OutputPlan] = {}
     warnings: list[str] = []
     mdi: list[str] = []
     hoe: list[str] = []
     for name, t in spec.outputs.items():
         covered = {x for d in t.dims for x in [d, *spec.ancestors(d)]}
-        pool = [s for s in state if s not in covered]
+        pool = [s for s in order if s not in covered]
+        second = [s for s in order if state.count(s) == 2 and s in covered and t.dims.count(s) < 2]
         lift = sorted({d for d in t.dims if t.dims.count(d) == 2}, key=t.dims.index)
         carried = {x for d in input_sets for x in [d, *spec.ancestors(d)]}
         broadcast = [d for d in dict.fromkeys(t.dims) if d not in carried]
         parts = []
         if pool:
             parts.append(f"MDI pooling over {', '.join(pool)} (its value must not change when they are permuted)")
+        if second:
+            parts.append(f"MDI pooling over the second {', '.join(second)} axis of the order-2 state "
+                         "(an output over one copy is invariant to the other)")
         if lift:
             parts.append(f"HOE 1→2 lift on {', '.join(lift)} (the output repeats it, e.g. eq. 11b)")
         if not parts:
             parts.append("read directly from the equivariant state (MDE)")
         outputs[name] = OutputPlan(list(t.dims), pool, lift, broadcast, "; ".join(parts))
-        for s in pool:
+        for s in pool + second:
             if s not in mdi:
                 mdi.append(s)
         for s in lift:
@@ -213,6 +219,12 @@ def plan(spec: ProblemSpec) -> Plan:
         for d in dict.fromkeys(t.dims):
             if t.dims.count(d) == 2 and d not in hoe:
                 hoe.append(d)
+    for s_ in spec.sets:
+        i, src = spec.interference_on(s_), unreflected(s_)
+        if i is not None and i.reflected and src not in (None, s_):
+            warnings.append(f"interference among {s_!r} is declared reflected, but its ancestor {src!r} is not: "
+                            f"the unreflected interference across {src} elements reaches {s_!r}, so {s_!r} "
+                            f"gets attention anyway (declare {src!r} reflected if its inputs show it)")
     reasons = {
         "MDE": "every state axis is permuted equivariantly by the backbone (eq. 17)",
         "MDI": "state axes absent from an output are pooled invariantly (PMA, eqs. 26-30)",
@@ -220,5 +232,5 @@ def plan(spec: ProblemSpec) -> Plan:
         "output_function": fout_reason,
     }
     return Plan(name=spec.name, sets=sets, recursion_order=order, state=state,
-                modules={"MDE": list(state), "MDI": mdi, "HOE": hoe}, outputs=outputs,
+                modules={"MDE": list(order), "MDI": mdi, "HOE": hoe}, outputs=outputs,
                 output_function=output_function, joint=joint, warnings=warnings, reasons=reasons)

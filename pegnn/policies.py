@@ -9,6 +9,7 @@ and measured metrics — so it loads without the YAML files of ``graphs/``.
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Mapping
 
@@ -37,10 +38,26 @@ def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
     """
     if feature not in NOISE_FEATURES:
         raise ValueError(f"noise feature must be one of {NOISE_FEATURES}, got {feature!r}")
-    s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+    try:
+        s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"noise_var must be a float or a tensor [B] of noise variances, "
+                         f"got {type(noise_var).__name__}") from None
     if not torch.isfinite(s2).all() or (s2 <= 0).any():
         raise ValueError("noise_var must be finite and > 0")
     return s2 if feature == "sigma2" else -torch.log10(s2)
+
+
+def _finite(who: str, out: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    """The network's outputs, or one clear error when some are NaN/Inf: inputs far outside
+    the training range (e.g. channels scaled by 1e7, σ² ≥ 1e10) overflow its float32
+    arithmetic, and a mask or precoder built from NaN would look valid."""
+    bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{who}: the network's outputs {bad} are not finite: the inputs are far outside the range "
+                         "it was trained on and overflow its float32 arithmetic; normalise the channels "
+                         "(mean |h|² ≈ 1 per entry for the TENN policies) and give noise_var on the same scale")
+    return out
 
 
 def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str, extra: Mapping | None = None):
@@ -51,7 +68,7 @@ def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str, ext
         raise ValueError(f"{who}: H must be a tensor [B, K, N_R, N_T] (complex), "
                          f"got {tuple(H.shape) if torch.is_tensor(H) else type(H).__name__}")
     B, K, N_R, N_T = H.shape
-    s2 = torch.as_tensor(noise_var, dtype=torch.float32)
+    s2 = noise_input(noise_var, "sigma2")      # checked: a float or [B] of finite σ² > 0
     s2 = s2.expand(B) if s2.dim() == 0 else s2
     return build_batch(spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
                        {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature), **(extra or {})})
@@ -76,7 +93,8 @@ class TECFPPolicy:
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""
-        out = self.model(_channel_batch("TECFPPolicy", self.spec, H, noise_var, self.noise_feature))
+        out = _finite("TECFPPolicy", self.model(_channel_batch("TECFPPolicy", self.spec, H, noise_var,
+                                                               self.noise_feature)))
         return out["A"], out["U"]
 
     @torch.no_grad()
@@ -136,18 +154,20 @@ class TEUSPolicy:
         """Per-user scores ``[B, K̃]`` from H ``[B, K̃, N_R, N_T]`` (and, for the sequential
         decoder, the bool ``chosen`` ``[B, K̃]``)."""
         extra = None if chosen is None else {"chosen": chosen.float()}
-        return self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var, self.noise_feature, extra))["eta"]
+        return _finite("TEUSPolicy", self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var,
+                                                               self.noise_feature, extra)))["eta"]
 
     @staticmethod
-    def _check_k(k, K: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K:
+    def _check_k(k, K: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= K:
             raise ValueError(f"TEUSPolicy: k must be an int in [1, K̃ = {K}], got {k!r}")
+        return int(k)    # numpy integers too
 
     @staticmethod
     def top_k(scores: Tensor, k: int) -> Tensor:
         """Bool mask ``[B, K̃]`` of the ``k`` largest ``scores`` per row (exactly ``k``,
         ties broken by :func:`torch.topk`)."""
-        TEUSPolicy._check_k(k, scores.shape[-1])
+        k = TEUSPolicy._check_k(k, scores.shape[-1])
         mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
         return mask.scatter_(-1, scores.topk(k, dim=-1).indices, True)
 
@@ -165,7 +185,7 @@ class TEUSPolicy:
         """The network's mask before any swap refinement."""
         if self.decode == "topk":
             return self.top_k(self.logits(H, noise_var), k)
-        self._check_k(k, H.shape[1])
+        k = self._check_k(k, H.shape[1])
         chosen = torch.zeros(H.shape[:2], dtype=torch.bool, device=H.device)
         rows = torch.arange(H.shape[0], device=H.device)
         for _ in range(k):
@@ -382,13 +402,16 @@ class RISPolicy:
         ch = as_ris_channels(channels)
         B, M, U, N_B = ch.h_d.shape
         K, N_RE = U // M, ch.G.shape[2]
-        n_rf = int(N_RF or getattr(channels, "N_RF", None) or self.N_RF)
+        n_rf = N_RF if N_RF is not None else (getattr(channels, "N_RF", None) or self.N_RF)
+        if isinstance(n_rf, bool) or not isinstance(n_rf, numbers.Integral) or n_rf < 1:
+            raise ValueError(f"RISPolicy: N_RF must be a positive int, got {n_rf!r}")
+        n_rf = int(n_rf)
         tag = self.rf_tag(M, K, n_rf) if rf_tag is None else rf_tag
         dt = torch.complex128 if next(self.model.parameters()).dtype == torch.float64 else torch.complex64
         inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag,
                                    W_0="W_0" in self.spec.inputs)
         g = build_batch(self.spec, {"cell": M, "ue": K, "rf": n_rf, "ant_bs": N_B, "re": N_RE}, inputs, pairs=())
-        return self.output_layer(self.model(g), M, ch.P_max)
+        return self.output_layer(_finite("RISPolicy", self.model(g)), M, ch.P_max)
 
     @torch.no_grad()
     def __call__(self, *channels, rf_tag: Tensor | None = None, N_RF: int | None = None):

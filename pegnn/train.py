@@ -20,6 +20,8 @@ the checkpoint (``ckpt["pegnn"]``).
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import subprocess
 import time
 from datetime import timedelta
@@ -302,6 +304,11 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         module.model.compile(dynamic=False)     # one graph per set of sizes (see compile_policy)
     module.max_seconds = max_time_seconds(t.get("max_time"))
     module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
+    if (run_dir / "checkpoints").is_dir() and os.environ.get("LOCAL_RANK", "0") == "0":
+        # a run of the same name: replaced whole, so no stale best.ckpt sits beside the new best-v1.ckpt
+        print(f"run.name: replacing the earlier run in {run_dir} (give run.name=... to keep it)")
+        shutil.rmtree(run_dir / "checkpoints")
+        (run_dir / "policy.pt").unlink(missing_ok=True)
     dump_config(module.run_info, run_dir / "config.yaml")
     gen = torch.Generator().manual_seed(seed)
     train_dl = DataLoader(train_ds, batch_size=int(t["batch_size"]), shuffle=True, collate_fn=collate,
@@ -375,7 +382,12 @@ def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | No
     try:
         model.load_state_dict(sd, strict=not grow)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
+        own = model.state_dict()
+        diff = ([f"missing {missing[0]!r}"] if missing else []) + \
+            [f"unexpected {k!r}" for k in sd if k not in own][:1] + \
+            [f"{k!r} is {tuple(sd[k].shape)} there, {tuple(own[k].shape)} here" for k in sd
+             if k in own and sd[k].shape != own[k].shape][:1]
+        first = "; ".join(diff) or str(e).strip().splitlines()[0]
         raise ValueError(f"train.init: {path} does not fit this model ({first}); "
                          f"use the same spec and model.* settings as the run that wrote it") from None
     if grow:

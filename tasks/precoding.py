@@ -1,4 +1,4 @@
-"""TECFP precoding (paper 000 Sec. IV-B, V-B): train, evaluate, bench.
+"""TECFP precoding (paper 000 Sec. IV-B, V-B): train, evaluate, bench, demo, ceiling.
 
     python -m tasks.precoding train    [--config FILE] [key=value ...]
     python -m tasks.precoding evaluate [--checkpoint FILE | --pretrained] [--n-test N] [--quick]
@@ -441,8 +441,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("train", help="train TECFP")
     p.add_argument("--config", type=path_arg, help="YAML config (defaults: the paper's setup on a CPU budget)")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=500 model.hidden=16")
-    for name in ("evaluate", "bench"):
-        q = sub.add_parser(name)
+    for name, what in (("evaluate", "TECFP vs ZF/MMSE/WMMSE per SNR and over sizes (Figs. 4-5)"),
+                       ("bench", "batched speed vs WMMSE, training throughput, multiplications (Table I)")):
+        q = sub.add_parser(name, help=what)
         q.add_argument("--checkpoint", type=path_arg, help="a policy.pt from a run (default: the shipped one)")
         q.add_argument("--pretrained", action="store_true", help="use the shipped policy (default)")
         q.add_argument("--out", type=out_file if name == "bench" else path_arg,   # bench writes one JSON

@@ -520,3 +520,24 @@ def test_fuzzed_sizes_give_a_graph_or_a_spec_error(data):
         return
     event("graph")
     assert all(g[s].num_nodes >= 1 for s in spec.sets)
+
+
+def test_plan_names_the_order_2_state_and_its_pooling():
+    """P-C's G[ue, ue] makes the state (ue, ue); the plan says so and that p[ue] pools
+    the second copy, as the model and graph do."""
+    from pegnn.graph import state_axes
+    spec = load_spec(GRAPHS / "power_control_pc.yaml")
+    p = plan(spec)
+    assert p.state == ["ue", "ue"] == state_axes(spec, p)
+    assert p.modules["MDE"] == ["ue"] and p.modules["MDI"] == ["ue"]
+    assert "second ue axis of the order-2 state" in p.outputs["p"].reason
+    assert "state tensor D over (ue, ue)" in str(p)
+
+
+def test_a_reflected_set_under_an_unreflected_parent_is_warned():
+    d = load_spec(GRAPHS / "ris_pr.yaml").to_dict()
+    d["interference"] = [{"set": "ue", "reflected": True}, {"set": "cell", "reflected": False}]
+    p = plan(ProblemSpec.from_dict(d, source="x"))
+    assert "ue" in p.attention_sets()
+    assert any("'ue' is declared reflected, but its ancestor 'cell' is not" in w for w in p.warnings)
+    assert not any("declared reflected" in w for w in plan(load_spec(GRAPHS / "ris_pr.yaml")).warnings)

@@ -111,6 +111,11 @@ def test_tiny_fit_writes_config_checkpoint_and_policy(tmp_path):
     V = policy(H, 0.1)
     assert V.shape == H.shape
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(4), atol=1e-4)  # total power P_T = 1
+    # the same run.name again: replaced whole and said so (no stale best.ckpt beside a best-v1.ckpt)
+    r = _train(tmp_path, "run.name=tiny", "train.seed=4")
+    assert r.returncode == 0 and "replacing the earlier run" in r.stdout, r.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 4
 
 
 def test_init_weights_warm_start_and_mismatch(tmp_path):
@@ -267,7 +272,7 @@ def test_a_missing_task_command_is_named_by_its_choices(capsys):
     with pytest.raises(SystemExit) as e:
         main([])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "required: {train,evaluate,bench,demo}" in err and err.count("\n") == 1, err
+    assert e.value.code == 2 and "required: {train,evaluate,bench,ceiling,demo}" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("module, argv, fragment", [

@@ -112,7 +112,8 @@ def as_ris_channels(channels, noise_var=None, P_max=None) -> RISTensors:
     if isinstance(channels, (tuple, list)) and not hasattr(channels, "_fields"):
         if not 3 <= len(channels) <= 5:
             raise ValueError("channels tuple must be (h_d, G, h_r[, noise_var[, P_max]])")
-        fields = dict(zip(("h_d", "G", "h_r", "noise_var", "P_max"), channels))
+        names = ("h_d", "G", "h_r", "noise_var", "P_max")
+        fields = dict.fromkeys(names) | dict(zip(names, channels))   # the 3- and 4-tuple forms too
     else:
         fields = {k: _get(channels, k) for k in ("h_d", "G", "h_r", "noise_var", "P_max")}
     h_d, G, h_r = fields["h_d"], fields["G"], fields["h_r"]

@@ -10,6 +10,8 @@ index) inside ``H_sub``.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .rates import _check_channel, _noise, sum_rate
@@ -18,16 +20,20 @@ __all__ = ["greedy_schedule", "random_schedule", "scheduled_sum_rate", "swap_ref
 
 
 def _check_k(fn: str, k, K_tilde: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K_tilde:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= K_tilde:
         raise ValueError(f"{fn}: k must be an int in [1, K̃ = {K_tilde}], got {k!r}")
-    return k
+    return int(k)   # numpy integers too
 
 
 def _call_precoder(fn: str, precoder, H_sub: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     if not callable(precoder):
         raise ValueError(f"{fn}: precoder must be a callable (H_sub, noise_var) -> V, "
                          f"got {type(precoder).__name__}")
-    V = precoder(H_sub, s2)
+    try:
+        V = precoder(H_sub, s2)
+    except (TypeError, ValueError) as e:   # most often a precoder of another signature, e.g. zf(H, P_T)
+        raise ValueError(f"{fn}: precoder(H_sub, noise_var) failed ({e}); the precoder is called with the "
+                         "selected channels and their noise variances, e.g. mmse, or lambda H, s: zf(H)") from None
     if isinstance(V, tuple):
         V = V[0]
     if not isinstance(V, torch.Tensor) or tuple(V.shape[:2]) != tuple(H_sub.shape[:2]) \

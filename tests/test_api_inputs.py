@@ -1,0 +1,110 @@
+"""What users pass that the happy path never does: numpy integers, spec paths, the
+short channel forms, scalar outputs, dense batch outputs, unequal joint sets, inputs far
+outside the training range — each either works or is one clear error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch_geometric.loader import DataLoader
+
+import pegnn
+from pegnn import PEGNN, SpecError, build_batch, build_graph, load_spec, unbatch
+from pegnn.spec import ProblemSpec
+
+GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
+
+
+def _miso_inputs(B=None, K=3, N=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (K, N) if B is None else (B, K, N)
+    H = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+    return {"H": H, "noise": torch.tensor(0.1) if B is None else torch.full((B,), 0.1)}
+
+
+def test_numpy_integers_and_spec_paths_are_accepted():
+    path = GRAPHS / "miso_ps.yaml"
+    g1 = build_graph(str(path), {"ue": np.int64(3), "ant_bs": np.int32(4)}, _miso_inputs())
+    g2 = build_graph(load_spec(path), {"ue": 3, "ant_bs": 4}, _miso_inputs())
+    torch.manual_seed(0)
+    out1 = PEGNN(path, hidden=4, layers=1)(g1)
+    torch.manual_seed(0)
+    out2 = PEGNN(load_spec(path), hidden=4, layers=1)(g2)
+    assert torch.equal(out1["W"], out2["W"])
+    H = torch.randn(2, 12, 2, 32, dtype=torch.complex64)
+    assert pegnn.pretrained("teus")(H, 0.1, np.int64(8)).sum(1).tolist() == [8, 8]
+
+
+@pytest.mark.parametrize("sizes, inputs, fragment", [
+    (4, None, "expected a mapping {set: count}"),
+    ({"ue": 3, "ant_bs": 4}, torch.zeros(3, 4), "expected a mapping {input name: tensor}"),
+])
+def test_sizes_and_inputs_of_the_wrong_type_are_spec_errors(sizes, inputs, fragment):
+    spec = load_spec(GRAPHS / "miso_ps.yaml")
+    with pytest.raises(SpecError, match=fragment):
+        build_graph(spec, sizes, inputs)
+    with pytest.raises(SpecError, match=fragment):
+        build_batch(spec, sizes if not isinstance(sizes, dict) else sizes, inputs if inputs is not None else 0)
+
+
+def test_joint_sets_need_equal_counts(tmp_path):
+    d = yaml.safe_load((GRAPHS / "mimo_pm.yaml").read_text())
+    d["joint"] = [["ds", "ant_ue"]]
+    spec = ProblemSpec.from_dict(d, source="joint")
+    build_graph(spec, "ue=2,ds=[2,3],ant_ue=[2,3],ant_bs=4")          # equal per parent: fine
+    with pytest.raises(SpecError, match="joint with 'ds', so it needs the same count per parent"):
+        build_graph(spec, "ue=2,ds=2,ant_ue=3,ant_bs=4")
+
+
+def test_a_scalar_output_is_read_out_invariant_and_unbatches():
+    d = load_spec(GRAPHS / "miso_ps.yaml").to_dict()
+    d["outputs"]["q"] = {"dims": []}
+    spec = ProblemSpec.from_dict(d, source="scalar")
+    torch.manual_seed(0)
+    model = PEGNN(spec, hidden=4, layers=2)
+    x = _miso_inputs()
+    q = model(build_graph(spec, "ue=3,ant_bs=4", x))["q"]
+    perm = {"H": x["H"][[2, 0, 1]][:, [3, 1, 0, 2]], "noise": x["noise"]}
+    assert q.shape == () and torch.allclose(model(build_graph(spec, "ue=3,ant_bs=4", perm))["q"], q, atol=1e-6)
+    b = next(iter(DataLoader([build_graph(spec, "ue=3,ant_bs=4", x)] * 2, batch_size=2)))
+    dense, entries = unbatch(b, model(b), spec), unbatch(b, model(b, entries=True), spec)
+    for i in range(2):
+        for k in ("W", "q"):
+            assert torch.allclose(dense[i][k], entries[i][k])
+    assert torch.allclose(dense[1]["q"], q)
+
+
+def test_non_finite_network_outputs_are_an_error_not_a_mask():
+    H = torch.randn(2, 12, 2, 32, dtype=torch.complex64)
+    teus = pegnn.pretrained("teus")
+    assert teus(H, 0.1, 8).sum(1).tolist() == [8, 8]
+    with pytest.raises(ValueError, match="TEUSPolicy: the network's outputs \\['eta'\\] are not finite"):
+        teus(H * 1e7, 0.1, 8)
+    with pytest.raises(ValueError, match="TECFPPolicy: the network's outputs"):
+        pegnn.pretrained("tecfp")(H[:, :8] * 1e20, 0.1)
+    with pytest.raises(ValueError, match="noise_var must be a float or a tensor"):
+        pegnn.pretrained("tecfp")(H[:, :8], None)
+
+
+def test_ris_policy_takes_the_short_channel_forms():
+    ris = pegnn.pretrained("ris_gnn")
+    ch = pegnn.wireless.ris_channels(4, seed=0, **ris.channels)
+    full = ris(*ch)
+    short = ris(ch.h_d, ch.G, ch.h_r, ch.noise_var, ch.P_max)
+    assert torch.allclose(full.baseband, short.baseband)
+    for args in ((ch.h_d, ch.G, ch.h_r), (ch.h_d, ch.G, ch.h_r, ch.noise_var)):   # defaults 1.0: still feasible
+        out = ris(*args)
+        assert torch.isfinite(pegnn.wireless.ris_rate(tuple(args), out)).all()
+    with pytest.raises(ValueError, match="N_RF must be a positive int"):
+        ris(*ch, N_RF=-1)
+
+
+def test_a_precoder_of_another_signature_is_named():
+    from pegnn.wireless import greedy_schedule, zf
+    H = torch.randn(2, 6, 2, 8, dtype=torch.complex64)
+    with pytest.raises(ValueError, match=r"precoder\(H_sub, noise_var\) failed .*lambda H, s: zf\(H\)"):
+        greedy_schedule(H, 0.1, 3, zf)
+    assert greedy_schedule(H, 0.1, 3, lambda H, s: zf(H)).sum(1).tolist() == [3, 3]
