@@ -100,7 +100,7 @@ def _inspect(args) -> int:
         sizes = resolve_sizes(args.sizes, "--sizes")
         graph = build_graph(spec, sizes, None, plan=p, source="--sizes")
     drawing = None
-    if args.draw:
+    if args.draw is not None:      # checked before the plan is printed: '' is a mistake, not "no drawing"
         _check_image_path(args.draw)
         # imported here: matplotlib is slow to import and only --draw needs it
         from .draw import draw_graph
@@ -153,7 +153,7 @@ def _check_image_path(path: str) -> None:
     formats = FigureCanvasAgg.get_supported_filetypes()
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
     if suffix not in formats:
-        raise SpecError(path, "--draw", f"unknown image format {suffix!r}; expected a file name ending in "
+        raise SpecError(path or "''", "--draw", f"unknown image format {suffix!r}; expected a file name ending in "
                                         f"one of {', '.join('.' + f for f in sorted(formats))}")
 
 

@@ -275,7 +275,10 @@ def build_batch(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
         raise SpecError("inputs", missing[0], f"missing input; expected {sorted(spec.inputs)}")
     Bs = {int(torch.as_tensor(v).shape[0]) if torch.as_tensor(v).dim() else -1 for v in inputs.values()}
     if len(Bs) != 1 or -1 in Bs:
-        raise SpecError("inputs", "<batch>", f"every input needs the same leading batch dim, got sizes {sorted(Bs)}")
+        raise SpecError("inputs", "<batch>", "every input needs the same leading batch dim (a scalar input: [B]), "
+                                             f"got {({n: tuple(torch.as_tensor(v).shape) for n, v in inputs.items()})}")
+    if 0 in Bs:
+        raise SpecError("inputs", "<batch>", "an empty batch (B = 0); give at least one sample")
     B = Bs.pop()
     key = (id(struct), B)
     batch = _BATCH_CACHE.get(key)

@@ -230,6 +230,12 @@ class PEGNN(nn.Module):
 
     # ------------------------------------------------------------ forward
     def layout(self, data) -> Layout:
+        missing = ({STATE, *self.spec.sets, *self.spec.inputs, *self.spec.outputs} - set(data.node_types)
+                   if hasattr(data, "node_types") else {STATE})
+        if missing:
+            raise ValueError(f"PEGNN({self.spec.name!r}): the graph was not built from this model's spec "
+                             f"(it has no {sorted(missing)[:3]}); build it with build_graph/build_batch "
+                             f"and the model's spec")
         return Layout(data, self.spec, self.axes, dense=self.dense)
 
     def forward(self, data, entries: bool = False) -> dict[str, Tensor]:

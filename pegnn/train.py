@@ -19,11 +19,13 @@ the checkpoint (``ckpt["pegnn"]``).
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
 import subprocess
 import time
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Mapping
@@ -280,6 +282,21 @@ def model_from_config(spec, model_cfg: Mapping):
                          else f"config: model: {msg}") from None
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger" line, printed on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def _quiet_lightning() -> None:
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in log.filters):
+        log.addFilter(_NoAdverts())
+    # Lightning's own use of a deprecated torch pytree API, nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,
         run_dir: str | Path) -> Path | None:
     """Train with Lightning; returns the path of the best (or last) checkpoint on the
@@ -330,6 +347,7 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best",
                            monitor="val/loss" if val_dl is not None else None, mode="min", save_last=True)
     devices = t.get("devices", 1)
+    _quiet_lightning()
     trainer = L.Trainer(
         accelerator=t.get("accelerator", "cpu"), devices=devices, num_nodes=int(t.get("num_nodes", 1)),
         strategy=t.get("strategy") or ("auto" if devices in (1, "1") else "ddp"),

@@ -108,3 +108,17 @@ def test_a_precoder_of_another_signature_is_named():
     with pytest.raises(ValueError, match=r"precoder\(H_sub, noise_var\) failed .*lambda H, s: zf\(H\)"):
         greedy_schedule(H, 0.1, 3, zf)
     assert greedy_schedule(H, 0.1, 3, lambda H, s: zf(H)).sum(1).tolist() == [3, 3]
+
+
+def test_graphs_of_another_spec_empty_batches_and_non_tensor_outputs_are_named():
+    pc = load_spec(GRAPHS / "tenn_precoding.yaml")
+    sched = load_spec(GRAPHS / "tenn_scheduling.yaml")
+    g = build_graph(sched, "ue=3,ant_ue=2,ant_bs=4")
+    with pytest.raises(ValueError, match="not built from this model's spec .*'A'"):
+        PEGNN(pc, hidden=4, layers=1)(g)
+    with pytest.raises(SpecError, match="empty batch"):
+        build_batch(load_spec(GRAPHS / "miso_ps.yaml"), "ue=3,ant_bs=4",
+                    {"H": torch.zeros(0, 3, 4, dtype=torch.complex64), "noise": torch.zeros(0)})
+    ch = pegnn.wireless.ris_channels(2, seed=0)
+    with pytest.raises(ValueError, match="out must be tensors"):
+        pegnn.wireless.ris_rate(ch, (1, 2, 3))

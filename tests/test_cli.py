@@ -147,6 +147,8 @@ ERRORS = [
      "--sizes: ue: ragged sizes need one count per 'cell' element (2), got 3"),
     ("unwritable drawing", lambda t: ["inspect", str(GRAPHS / "miso_ps.yaml"), "--draw", str(t / "no" / "x.png")],
      "--draw: cannot write the drawing"),
+    ("empty drawing name", lambda t: ["inspect", str(GRAPHS / "miso_ps.yaml"), "--draw", ""],
+     "--draw: unknown image format ''"),
     ("unknown image format", lambda t: ["inspect", str(GRAPHS / "miso_ps.yaml"), "--draw", str(t / "x.docx")],
      "--draw: unknown image format 'docx'"),
 ]

@@ -344,6 +344,9 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     ch = as_ris_channels(channels, noise_var=noise_var)
     if len(out) == 2 and isinstance(out[1], dict):   # the (out, info) pair of ris_bcd
         out = out[0]
+    if not all(torch.is_tensor(x) for x in out):
+        raise ValueError("ris_rate: out must be tensors (baseband, analog, theta) or (W, theta), "
+                         f"got ({', '.join(type(x).__name__ for x in out)})")
     if len(out) == 3:
         W, theta = hybrid_precoder(out[0], out[1]), out[2]
     elif len(out) == 2:
