@@ -223,8 +223,8 @@ def plan(spec: ProblemSpec) -> Plan:
         i, src = spec.interference_on(s_), unreflected(s_)
         if i is not None and i.reflected and src not in (None, s_):
             warnings.append(f"interference among {s_!r} is declared reflected, but its ancestor {src!r} is not: "
-                            f"the unreflected interference across {src} elements reaches {s_!r}, so {s_!r} "
-                            f"gets attention anyway (declare {src!r} reflected if its inputs show it)")
+                            f"the unreflected interference across {src} elements puts attention on the sets nested "
+                            f"in {src!r} anyway (declare {src!r} reflected if its inputs show it)")
     reasons = {
         "MDE": "every state axis is permuted equivariantly by the backbone (eq. 17)",
         "MDI": "state axes absent from an output are pooled invariantly (PMA, eqs. 26-30)",

@@ -290,11 +290,10 @@ class _NoAdverts(logging.Filter):
 
 
 def _quiet_lightning() -> None:
+    """Filter the litlogger advert (see :class:`_NoAdverts`)."""
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _NoAdverts) for f in log.filters):
         log.addFilter(_NoAdverts())
-    # Lightning's own use of a deprecated torch pytree API, nothing a user can act on
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate: GraphCollate, cfg: Mapping,
@@ -321,10 +320,13 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         module.model.compile(dynamic=False)     # one graph per set of sizes (see compile_policy)
     module.max_seconds = max_time_seconds(t.get("max_time"))
     module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
-    if (run_dir / "checkpoints").is_dir() and os.environ.get("LOCAL_RANK", "0") == "0":
-        # a run of the same name: replaced whole, so no stale best.ckpt sits beside the new best-v1.ckpt
-        print(f"run.name: replacing the earlier run in {run_dir} (give run.name=... to keep it)")
-        shutil.rmtree(run_dir / "checkpoints")
+    rank0 = all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
+    if (run_dir / "checkpoints").is_dir() and rank0:
+        # a run of the same name: its checkpoints and policy go, so no stale best.ckpt sits
+        # beside the new best-v1.ckpt (Lightning rewrites logs/ itself)
+        print(f"run.name: replacing the checkpoints and policy of the earlier run in {run_dir} "
+              "(give another run.name to keep them)")
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         (run_dir / "policy.pt").unlink(missing_ok=True)
     dump_config(module.run_info, run_dir / "config.yaml")
     gen = torch.Generator().manual_seed(seed)
@@ -359,7 +361,9 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         log_every_n_steps=int(t.get("log_every", 20)), enable_progress_bar=bool(t.get("progress", True)),
         enable_model_summary=False, deterministic=False, default_root_dir=str(run_dir),
     )
-    trainer.fit(module, train_dl, val_dl)
+    with warnings.catch_warnings():   # Lightning's own use of a deprecated torch pytree API: not the user's
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        trainer.fit(module, train_dl, val_dl)
     if not trainer.is_global_zero:
         return None
     best = ckpt.best_model_path or ckpt.last_model_path
@@ -401,6 +405,7 @@ def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | No
         model.load_state_dict(sd, strict=not grow)
     except RuntimeError as e:
         own = model.state_dict()
+        missing.sort(key=lambda k: ".attention." in k)    # the structural difference first
         diff = ([f"missing {missing[0]!r}"] if missing else []) + \
             [f"unexpected {k!r}" for k in sd if k not in own][:1] + \
             [f"{k!r} is {tuple(sd[k].shape)} there, {tuple(own[k].shape)} here" for k in sd

@@ -113,7 +113,7 @@ def test_tiny_fit_writes_config_checkpoint_and_policy(tmp_path):
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(4), atol=1e-4)  # total power P_T = 1
     # the same run.name again: replaced whole and said so (no stale best.ckpt beside a best-v1.ckpt)
     r = _train(tmp_path, "run.name=tiny", "train.seed=4")
-    assert r.returncode == 0 and "replacing the earlier run" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "replacing the checkpoints and policy of the earlier run" in r.stdout, r.stderr[-2000:]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 4
 
