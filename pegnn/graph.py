@@ -267,9 +267,7 @@ def build_batch(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
     from torch_geometric.data import Batch
     spec, sizes = _as_spec(spec), resolve_sizes(sizes, source)
     struct, S, coords = _structure(spec, sizes, plan, source, pairs)
-    if not isinstance(inputs, Mapping):
-        raise SpecError("inputs", "<inputs>", f"expected a mapping {{input name: tensor}} with {sorted(spec.inputs)}, "
-                                              f"got {type(inputs).__name__}")
+    _check_inputs(spec, {} if inputs is None else inputs)
     missing = sorted(set(spec.inputs) - set(inputs))
     if missing:
         raise SpecError("inputs", missing[0], f"missing input; expected {sorted(spec.inputs)}")
@@ -288,7 +286,6 @@ def build_batch(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
         while len(_BATCH_CACHE) > 4:
             _BATCH_CACHE.popitem(last=False)
     out = copy.copy(batch)
-    _check_inputs(spec, inputs)
     for name, t in spec.inputs.items():
         out[name].x = _features_batched(t, coords[name], torch.as_tensor(inputs[name]), S, name, source)
     return out

@@ -26,19 +26,18 @@ uses the graph's index maps (it touches each state entry once).
 from __future__ import annotations
 
 import math
-from os import PathLike
 
 import torch
 from torch import Tensor, nn
 
-from .graph import STATE, state_axes
+from .graph import STATE, _as_spec, state_axes
 from .nn.attention import ATTENTION_KINDS, SetAttention
 from .nn.hoe import HOE, HOE22
 from .nn.layout import Layout
 from .nn.mde import MDE, PATTERNS, pattern_terms
 from .nn.mdi import MDI, POOLINGS
 from .plan import plan as make_plan
-from .spec import ProblemSpec, load_spec
+from .spec import ProblemSpec
 
 __all__ = ["PEGNN", "PELayer", "TEPN", "TEUSN", "unbatch"]
 
@@ -160,8 +159,7 @@ class PEGNN(nn.Module):
                 raise ValueError(f"PEGNN: {name} must be one of {list(allowed)}, got {v!r}")
         if hidden % heads:
             raise ValueError(f"PEGNN: hidden ({hidden}) must be divisible by heads ({heads})")
-        if isinstance(spec, (str, PathLike)):    # the path of a spec YAML
-            spec = load_spec(spec)
+        spec = _as_spec(spec)                    # or the path of a spec YAML
         self.spec, self.plan = spec, make_plan(spec)
         self.axes = state_axes(spec, self.plan)
         self.dense = dense

@@ -20,6 +20,7 @@ from .graph import build_batch
 from .models import PEGNN
 from .spec import ProblemSpec
 from .wireless.rates import _non_negative_int
+from .wireless.scheduling import _check_k
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
            "read_policy_file", "noise_input", "CHECKPOINTS"]
@@ -159,9 +160,7 @@ class TEUSPolicy:
 
     @staticmethod
     def _check_k(k, K: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= K:
-            raise ValueError(f"TEUSPolicy: k must be an int in [1, K̃ = {K}], got {k!r}")
-        return int(k)    # numpy integers too
+        return _check_k("TEUSPolicy", k, K)
 
     @staticmethod
     def top_k(scores: Tensor, k: int) -> Tensor:

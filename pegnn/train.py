@@ -397,14 +397,13 @@ def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | No
     aggregation it replaces (:meth:`~pegnn.models.PEGNN.attention_as_mean_`, exact at
     the sizes of the graph ``sample()`` returns), so the run starts from the loaded
     network's function: an attention ablation from a trained network."""
-    sd = _read_weights(path)
-    missing = [k for k in model.state_dict() if k not in sd]
+    sd, own = _read_weights(path), model.state_dict()
+    missing = [k for k in own if k not in sd]
     grow = (sample is not None and missing and hasattr(model, "attention_as_mean_")
             and all(".attention." in k for k in missing))
     try:
         model.load_state_dict(sd, strict=not grow)
     except RuntimeError as e:
-        own = model.state_dict()
         missing.sort(key=lambda k: ".attention." in k)    # the structural difference first
         diff = ([f"missing {missing[0]!r}"] if missing else []) + \
             [f"unexpected {k!r}" for k in sd if k not in own][:1] + \
@@ -414,7 +413,7 @@ def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | No
         raise ValueError(f"train.init: {path} does not fit this model ({first}); "
                          f"use the same spec and model.* settings as the run that wrote it") from None
     if grow:
-        unexpected = [k for k in sd if k not in model.state_dict()]
+        unexpected = [k for k in sd if k not in own]
         if unexpected:
             raise ValueError(f"train.init: {path} does not fit this model (unexpected {unexpected[0]!r}); "
                              "use the same spec and model.* settings as the run that wrote it")
