@@ -20,13 +20,6 @@ along ``ue`` (``model.attention=all``) beside it.
 :math:`P_{\max}`). It is feasible iff the load :math:`\rho = \sum_k \ln 2/\gamma_k`
 (the power that infinite bandwidth would still need) is below 1.
 
-**Drops** (:func:`ofdma_gains`): one BS, K UEs uniform in the annulus
-``r_min``–``r_max`` = 35–250 m, path loss 32.6 + 36.7 log10(d) dB (paper 002 Sec. V),
-Rayleigh fading, ``P_max`` = 30 dBm, ``N0`` = −174 dBm/Hz, ``s0`` = 1 Mbit/s: the median
-γ is 27.6 dB. Drops with ρ ≥ ``rho_max`` = 0.9 are redrawn (1.4 % of them at K = 10,
-1.2 % infeasible outright; 0.6 / 2.9 / 6.7 % at K = 5 / 20 / 40), since near ρ = 1 the
-optimal bandwidth diverges and one drop would dominate every mean.
-
 **Policy** (:class:`PBPolicy`). The network reads :math:`\log_{10}\gamma_k` on ``g``
 and ρ on ``s0`` (ρ is how :math:`s_0` enters the normalised problem), and outputs one
 logit per UE. The bandwidth is *not* learned: at every optimum the rate constraints
@@ -43,25 +36,13 @@ optimal bandwidths differ by orders of magnitude.
 **Score.** Bandwidth ratio = :math:`\sum_k B_k / \sum_k B_k^\star` per drop (≥ 1; 1 is
 optimal), averaged over drops, against the global optimum and against the *equal
 share* allocation (:math:`\ell = 0`: each UE gets its floor plus an equal share of
-the rest). Test seed 2, trained K = 10, generalisation to K ∈ {5, 20, 40} (seed 3) at
-the same cell size. Training: hidden 32, 3 layers, 20 000 drops, batch 128, Adam 1e-3
-×0.1 at 60 % of 1500 steps, one thread.
+the rest). Drops (:func:`ofdma_gains`, feasible with load ρ < 0.9): training seed 0,
+validation 1; test seed 2, trained K = 10, generalisation to K ∈ {5, 20, 40} (seed 3) at
+the same cell size. No shipped checkpoint; ``results/ofdma/eval`` is ``train
+train.seed=S`` and ``train train.seed=S model.attention=all`` for S = 0, 1, 2, then
+``evaluate --gnn runs/ofdma/pb_s{0,1,2}/policy.pt --gnn-all runs/ofdma/pb_all_s{0,1,2}/policy.pt``.
 
-**Results** (``results/ofdma/eval``): ``train train.seed=S`` and ``train train.seed=S
-model.attention=all`` for S = 0, 1, 2 (0.2-0.3 and 0.7-0.8 min), then ``evaluate --gnn
-runs/ofdma/pb_s{0,1,2}/policy.pt --gnn-all runs/ofdma/pb_all_s{0,1,2}/policy.pt``. The
-plan's GNN needs 3.4e-6 more bandwidth than the optimum at K = 10 (a 60-step run,
-``train train.max_steps=60``, already reaches 1.0001 on validation), 0.03 / 0.06 / 0.34 % more at K = 5 / 20 / 40 without
-retraining; equal share needs 5.4 / 9.8 / 18.7 / 33.6 % more. Forced attention
-changes the ratio by at most 3.1e-4 on average over the seeds (t-test over the 3 seeds:
-p = 0.13, 0.37, 0.66 at K = 5, 20, 40; at K = 10 it is 2e-6 lower, p = 0.011 —
-significant and immaterial) with 22 497 instead of 12 993 parameters and 2.3 / 3.5 /
-6.5 / 15× the inference time at K = 5 / 10 / 20 / 40 (medians over the seeds; single
-all-attention timings at K = 40 ranged 300-1900 µs on this shared CPU). The structure does the work here: by the KKT
-conditions the optimum's power shares are a per-UE function of γ_k and one pooled
-multiplier λ, which an MDE layer with a pooled term represents directly. One thread,
-batched: the GNN takes 7-9 µs per drop at K = 10 against 37 µs for the optimum
-(bisection and Newton), 26-27 vs 1146 µs at K = 40.
+Results, what was tried and why: results/ofdma/README.md
 """
 from __future__ import annotations
 
@@ -101,6 +82,13 @@ def ofdma_gains(n: int, K: int, seed: int, r_min: float = 35.0, r_max: float = 2
                 rho_max: float = 0.9, dtype=torch.float64) -> torch.Tensor:
     r"""``n`` feasible drops of normalised gains :math:`\gamma_k = g_k P_{\max}/(N_0 s_0)`
     (see the module docstring); drops with load :math:`\rho \ge` ``rho_max`` are redrawn.
+
+    One BS, K UEs uniform in the annulus ``r_min``–``r_max`` = 35–250 m, path loss
+    32.6 + 36.7 log10(d) dB (paper 002 Sec. V), Rayleigh fading, ``P_max`` = 30 dBm,
+    ``N0`` = −174 dBm/Hz, ``s0`` = 1 Mbit/s: the median γ is 27.6 dB. Drops with
+    ρ ≥ ``rho_max`` = 0.9 are redrawn (1.4 % of them at K = 10, 1.2 % infeasible
+    outright; 0.6 / 2.9 / 6.7 % at K = 5 / 20 / 40), since near ρ = 1 the optimal
+    bandwidth diverges and one drop would dominate every mean.
 
     *Shapes*: returns ``[n, K]`` (> 0). The same ``(n, K, seed)`` and parameters give the
     same tensor.

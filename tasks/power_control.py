@@ -13,62 +13,22 @@ the plan puts an ordinary processor on ``ue`` (paper 002 Sec. III-C2, eqs. 19-22
 initialises (2→2 layers of paper 001 App. E); the read-out pools the second ``ue``
 axis (MDI) and maps to one logit per pair; ``p = P_max · sigmoid(logit)``, so
 ``0 <= p <= P_max`` holds by construction. Loss: −mean sum rate (``pc_rates``),
-unsupervised.
+unsupervised. Input feature: ``log10(1 + |g_kj|²)`` (:func:`gain_feature`).
 
-**Channels** (:func:`d2d_channels`): the D2D layout of the WMMSE-PC GNN literature
-(Shen et al., "Graph neural networks for scalable radio resource management", 2020:
-pairs dropped uniformly in a square at 50 pairs per 500 m × 500 m) with the path loss
-of paper 002 Sec. V:
-
-* Tx k uniform in a square of side ``L``; Rx k at distance ``d_kk ~ U[d_min, d_max]``
-  = U[10, 50] m in a uniform direction (it may leave the square);
-* ``L = sqrt(K / density)`` with ``density = 2e-4`` pairs/m² (``L`` = 223.6 m at
-  K = 10), or a fixed ``channel.side``;
-* ``|g_kj|² = 10^(-PL(d_kj)/10) · |h_kj|²``, ``PL(d) = 32.6 + 36.7 log10(d)`` dB
-  (d in m, clamped >= 1 m), ``h_kj ~ CN(0, 1)`` i.i.d. Rayleigh, d_kj Tx k → Rx j;
-* ``P_max = 30`` dBm, ``σ0² = -80`` dBm. Everything is returned normalised:
-  ``G = |g| sqrt(P_max) / σ0``, so powers are fractions of P_max and the noise is 1
-  (``pc_rates(G, p, 1.0)`` with ``p`` in [0, 1]). Direct links have a full-power SNR
-  of 15-40 dB: an interference-limited regime in which full power reaches ~0.65 of
-  WMMSE at K = 10.
-
+Channels (:func:`d2d_channels`): D2D pairs as in Shen et al. (2020) with the path loss
+of paper 002 Sec. V, normalised so that powers are fractions of P_max and the noise is 1.
 The drops are analytic and cheap (≈ 10⁵ drops/s), so they are regenerated from
 their seeds rather than cached on disk: train seed 0, validation 1, test 2,
 generalisation 3 (each mixed with K, so every K has its own drops).
 
-**GNN input feature.** The spec's input is |g_kj|; the network reads the monotone
-transform ``log10(1 + |g_kj|²)`` (the link's full-power SNR on a log scale; gains
-span five decades) and a constant noise feature 1. A per-entry monotone map keeps
-the policy exactly permutation-equivariant.
-
-**Budget.** CPU, 1 thread: hidden 32, 3 layers, batch 128, Adam 1e-3, ×0.1 at 60 % of
-1400 steps (≈ 4 min for the plan's GNN, ≈ 6 min with all-attention), 50 000 training
-drops. Evaluation: 2000 test drops at K = 10; 1000 drops per other K, both with the
+Baselines: WMMSE-PC from full power (paper 002 eq. 21; ratios are over it), full power,
+random power. Evaluation: 2000 test drops at K = 10; 1000 drops per other K, both with the
 pair density fixed (the area grows with K) and with the K = 10 area fixed (denser).
-Inference times are of a batched forward from G (graph building included), median of
-3, on a shared 2-core machine: they are noisy, the FLOP counts (``bench``) are not.
+No shipped checkpoint; ``results/power_control/eval`` is ``train train.seed=S`` and
+``train train.seed=S model.attention=all`` for S = 0…5, then ``evaluate --gnn
+runs/power_control/pc_s{0..5}/policy.pt --gnn-all runs/power_control/pc_all_s{0..5}/policy.pt``.
 
-**Results** (``results/power_control/eval``): ``train train.seed=S`` and ``train
-train.seed=S model.attention=all`` for S = 0…5 (1.9-4.1 min each), then ``evaluate --gnn
-runs/power_control/pc_s{0..5}/policy.pt --gnn-all runs/power_control/pc_all_s{0..5}/policy.pt``
-(3.2 min). At K = 10 the plan's GNN reaches 1.0027 ± 0.0051 of WMMSE-PC (seeds: 0.9926 to
-1.0063) and the all-attention GNN 1.0087 ± 0.0014: attention is higher in all six seeds,
-by +0.60 % on average, and the t-test over training seeds
-(:func:`tasks.attention_study.seed_t_test`) gives t = 3.36, p = 0.020 — a small but significant gain at the training size, against paper
-002's "no gain". Off the training size it is gone: −0.05 to −1.64 % at K = 5, 20, 30
-(fixed density and fixed area, p ≥ 0.06). The gain is not the attention block's
-parameters: a plan GNN at ``model.hidden=35`` (63 246 parameters, against 62 433 for
-all-attention; ``run.name=pc_h35_sS``, 6 seeds, ``evaluate ... --out
-results/power_control/param_matched``) reaches 1.0028 ± 0.0033, and attention is still
-+0.59 % above it (t = 3.46, p = 0.018); at K = 30 attention is −1.66 % (fixed density)
-and −1.64 % (fixed area) below it, p = 0.03 — forced attention generalises worse in K
-— with a caveat: K = 10 is the target's own comparison, but the K = 30 p-values come from
-six secondary ones (three K, two densities) and would not survive a Bonferroni correction
-(0.05/6). With two seeds (364c19d) the same comparison read +0.42 %, called significant
-from per-drop standard errors; over those two training seeds the t-test gives p ≈ 0.24.
-Runs of seeds 0 and 1 retrained now differ from 364c19d's by up to 0.0013 in ratio (the
-engine's dense kernels changed since; retraining seed 0 twice now gives bit-identical
-weights).
+Results, what was tried and why: results/power_control/README.md
 """
 from __future__ import annotations
 
@@ -107,7 +67,22 @@ DEFAULTS = {
 def d2d_channels(n: int, K: int, seed: int, density: float = 2e-4, side: float | None = None,
                  d_min: float = 10.0, d_max: float = 50.0, pl_a: float = 32.6, pl_b: float = 36.7,
                  P_max_dbm: float = 30.0, noise_dbm: float = -80.0, dtype=torch.float32) -> torch.Tensor:
-    """Noise-normalised D2D gains (see the module docstring).
+    """Noise-normalised D2D gains: the D2D layout of the WMMSE-PC GNN literature
+    (Shen et al., "Graph neural networks for scalable radio resource management", 2020:
+    pairs dropped uniformly in a square at 50 pairs per 500 m × 500 m) with the path loss
+    of paper 002 Sec. V:
+
+    * Tx k uniform in a square of side ``L``; Rx k at distance ``d_kk ~ U[d_min, d_max]``
+      = U[10, 50] m in a uniform direction (it may leave the square);
+    * ``L = sqrt(K / density)`` with ``density = 2e-4`` pairs/m² (``L`` = 223.6 m at
+      K = 10), or a fixed ``channel.side``;
+    * ``|g_kj|² = 10^(-PL(d_kj)/10) · |h_kj|²``, ``PL(d) = 32.6 + 36.7 log10(d)`` dB
+      (d in m, clamped >= 1 m), ``h_kj ~ CN(0, 1)`` i.i.d. Rayleigh, d_kj Tx k → Rx j;
+    * ``P_max = 30`` dBm, ``σ0² = -80`` dBm. Everything is returned normalised:
+      ``G = |g| sqrt(P_max) / σ0``, so powers are fractions of P_max and the noise is 1
+      (``pc_rates(G, p, 1.0)`` with ``p`` in [0, 1]). Direct links have a full-power SNR
+      of 15-40 dB: an interference-limited regime in which full power reaches ~0.65 of
+      WMMSE at K = 10.
 
     *Shapes*: returns ``G`` ``[n, K, K]`` real, ``G[b, k, j]`` = |g_kj| √P_max / σ0 from
     Tx k to Rx j (the convention of :func:`pegnn.wireless.power_control.pc_rates`).
@@ -137,7 +112,11 @@ def d2d_channels(n: int, K: int, seed: int, density: float = 2e-4, side: float |
 
 
 def gain_feature(G: torch.Tensor) -> torch.Tensor:
-    """The GNN's input feature per entry: ``log10(1 + |g_kj|²)`` (normalised gains)."""
+    """The GNN's input feature per entry: ``log10(1 + |g_kj|²)`` (normalised gains).
+
+    The spec's input is |g_kj|; the network reads this monotone transform (the link's
+    full-power SNR on a log scale; gains span five decades) and a constant noise feature
+    1. A per-entry monotone map keeps the policy exactly permutation-equivariant."""
     return torch.log10(1 + G.float().square())
 
 

@@ -10,49 +10,28 @@ TECFP = TEPN (built by :class:`pegnn.PEGNN` from ``graphs/tenn_precoding.yaml``)
 predicting the auxiliary tensors (A, U) of the closed form CFP (6); unsupervised
 loss −Σ_k R_k (eq. 37); training SNRs drawn from {0, 5, ..., 40} dB (paper 001);
 3GPP 38.901 UMa NLOS channels from Sionna at (N_T, K, N_R) = (32, 8, 2).
+TECFP+T (``policy.refine=T``; ``evaluate``/``bench`` also report ``--refine`` variants):
+the CFP followed by T WMMSE steps written in the same closed form
+(:func:`pegnn.wireless.cfp_refine`), differentiable, so the TEPN can be trained through them.
+``ceiling`` (:mod:`tasks.cfp_ceiling`) optimises (A, U) per drop with no network.
+
+Baselines: ZF, MMSE, WMMSE-RandInit and WMMSE-MMSEInit (every ratio is over it), and
+MMSE+T, the TECFP+T steps from MMSE's start. Drops (:func:`channels`, cached): training
+seed 0 (+1000 per extra K of ``data.mixed_K``), validation 1, test 2 (``evaluate``,
+``bench``, ``demo``, ``ceiling``), size generalisation 3.
 
 What differs from the paper, and why: the paper trains 2·10^5 steps of batch 2000 on
 a GPU; the default here is a CPU budget (``train.max_steps``, ``train.batch_size``
 in the config) with the same LR schedule shape (×0.1 at half). Results and the
 exact command that produced them go to ``results/precoding/<run>/``.
 
-TECFP+T (``policy.refine=T``; ``evaluate``/``bench`` also report ``--refine`` variants):
-the CFP followed by T WMMSE steps written in the same closed form
-(:func:`pegnn.wireless.cfp_refine`), differentiable, so the TEPN can be trained through
-them. Why: the paper's TECFP plateaued at ~66.7 bits/s/Hz on validation whatever we
-changed — D_H = 32 from scratch (66.77 after 3,500 steps, same as D_H = 16), the log-SNR
-noise feature (from scratch and warm-started: 64.97 at step 1500, 66.2-66.5), user
-attention (65.7 by step 2000), depth L = 5 (66.43 after 6,000 steps from scratch, 9 min),
-15,000 more steps after the shipped one (66.74 → 67.03, 16 min: +0.4 % for 2.4× its
-training) — while 2 steps after the shipped TECFP give 69.28 and the
-shipped TECFP fine-tuned through 2 steps (``tecfp_r2``, 12.6 min) 71.10. On 200 held-out
-drops that is 0.998 of WMMSE-MMSEInit at 46× its speed (TECFP alone: 0.933, 69×;
-``evaluate``'s timings, see ``bench`` for the batched ones). The same steps from MMSE
-(``MMSE+T``, reported beside them) give 0.809 / 0.874 / 0.904 after 1 / 3 / 5 steps: the
-network's start is worth more than five steps.
+Shipped checkpoints: ``tecfp.pt`` (D_H = 16, three warm-started stages; the commands are
+in its ``info["commands"]`` and in the results README) and ``tecfp_r2.pt``, which is
+``train run.name=tecfp_r2 model.hidden=16 train.init=pegnn/checkpoints/tecfp.pt
+policy.refine=2 train.lr=3e-4 train.grad_clip=1.0 train.max_steps=3000
+train.lr_decay_at=0.6 train.val_every=250``.
 
-Where the gap is (``ceiling``, ``results/precoding/cfp_ceiling.json``): on the first 50
-of ``evaluate``'s held-out drops, (A, U) optimised per drop by Adam through CFP (6), no
-network (1500 steps, LR 1e-2), reach 1.043 of WMMSE-MMSEInit's average sum rate from
-MMSE's start and 1.045 from the TECFP's output (≥ 0.999 at every SNR, 1.00 at 20 dB where
-the TECFP is 0.887, 1.11 at 40 dB where WMMSE-MMSEInit stops in a poorer local optimum),
-while the TECFP gives 0.934 on the same drops. The closed form can express WMMSE-level
-precoders for every drop and its landscape is benign from either start; what is missing is
-the TEPN's approximation of H ↦ (A*, U*), and neither width, depth, more steps nor
-attention (below) moved it.
-
-User attention (``model.attention=auto``: the plan puts it on ``ue``, as for TEUS) does
-not help TECFP. Tested like with like: the shipped TECFP's weights loaded into the same
-network with attention, whose attention starts as the mean aggregation it replaces
-(:meth:`pegnn.models.PEGNN.attention_as_mean_`, what ``train.init`` does for an
-attention-free file: validation 66.739 at step 0, the shipped network's own), then 3000
-steps at LR 3e-4 (×0.1 at 0.6), clipping 1.0 — best validation 66.85 in 14.2 min, against
-66.84 in 5.2 min for the same schedule without attention (runs ``tecfp_att_ft``,
-``tecfp_ctl_ft``; from scratch, an earlier probe was behind at steps 250/500: 58.63/60.49
-vs 60.06/61.84). The inner attention's scores are user-pair inner products over the
-antennas, so it could express the K × K Gram terms a receive filter depends on; that it
-adds nothing is consistent with the CFP (6) already coupling the users through its
-K N_S × K N_S inverse.
+Results, what was tried and why: results/precoding/README.md
 """
 from __future__ import annotations
 
@@ -386,51 +365,6 @@ def demo(use_pretrained: bool, minutes: float, n_test: int, out_dir: Path, progr
 
 
 # ---------------------------------------------------------------- CLI
-def ceiling(policy, n_test: int = 50, steps: int = 1500, lr: float = 1e-2, out: Path | None = None,
-            progress=True) -> dict:
-    """How far the closed form itself can go: per drop, the auxiliary tensors (A, U) of
-    CFP (6) optimised directly by Adam on −R (eq. 37), no network, from MMSE's start
-    (A = U = I) and from the TECFP's output. If the free optimum is far above the
-    TECFP, what is missing is the network's approximation of H ↦ (A*, U*), not the
-    closed form's landscape. Held-out drops of ``evaluate`` (the first ``n_test`` of its
-    default 500), every SNR of Fig. 4; ratios over WMMSE-MMSEInit on the same drops. "TECFP"
-    is the network's own CFP output (a ``policy.refine`` is not applied)."""
-    from tqdm.auto import tqdm
-    from pegnn.wireless.precoders import cfp
-    from pegnn.wireless.rates import sum_rate
-    from pegnn.wireless.wmmse import wmmse
-
-    def free(H, s2, A0, U0):
-        A, U = A0.clone().requires_grad_(True), U0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([A, U], lr=lr)
-        for _ in range(steps):   # the drops are independent: the summed loss is per-drop Adam
-            opt.zero_grad()
-            (-sum_rate(H, cfp(H, A, U, s2), s2).sum()).backward()
-            opt.step()
-        return cfp(H, A.detach(), U.detach(), s2)
-
-    torch.manual_seed(0)
-    # evaluate's default test set (500 drops, seed 2), so the drops are its first n_test
-    # (UMa drops depend on the chunk size: a 50-drop set is not a prefix of the 500-drop one)
-    H = channels("uma", max(n_test, 500), 2, 8, 2, 32, SNRS, progress)["H"][:n_test].to(torch.complex128)
-    eye = torch.eye(2, dtype=H.dtype).expand(n_test, 8, 2, 2)
-    per = {}
-    for snr in tqdm(SNRS, desc="SNR", disable=not progress):
-        s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
-        with torch.no_grad():
-            At, Ut = (x.to(H.dtype) for x in policy.auxiliary(H.to(torch.complex64), s2.float()))
-        V = {"WMMSE-MMSEInit": wmmse(H, s2, init="mmse")[0], "TECFP": cfp(H, At, Ut, s2),
-             "free CFP from MMSE": free(H, s2, eye, eye), "free CFP from TECFP": free(H, s2, At, Ut)}
-        per[snr] = {m: float(sum_rate(H, v, s2).mean()) for m, v in V.items()}
-    avg = {m: sum(per[s][m] for s in SNRS) / len(SNRS) for m in per[SNRS[0]]}
-    r = {"n_test": n_test, "adam_steps": steps, "lr": lr, "sum_rate_per_snr": per, "average_over_snr": avg,
-         "ratio_over_wmmse_mmseinit": {m: a / avg["WMMSE-MMSEInit"] for m, a in avg.items()}}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(r, indent=2) + "\n")
-    return r
-
-
 def _policy(args):
     from pegnn.policies import load_policy, pretrained
     if getattr(args, "checkpoint", None):
@@ -484,7 +418,11 @@ def main(argv=None) -> int:
             _print_table(r)
             print(f"wrote {out / 'eval.json'}, {out / 'sum_rate_vs_snr.png'}, {out / 'generalisation.png'}")
         elif args.cmd == "ceiling":
-            r = ceiling(_policy(args), args.n_test, args.steps, out=Path(args.out), progress=sys.stderr.isatty())
+            from tasks.cfp_ceiling import ceiling
+            # evaluate's held-out set (500 drops, seed 2), so the drops are its first n_test
+            # (UMa drops depend on the chunk size: a 50-drop set is not a prefix of the 500-drop one)
+            H = channels("uma", max(args.n_test, 500), 2, 8, 2, 32, SNRS, sys.stderr.isatty())["H"][:args.n_test]
+            r = ceiling(_policy(args), H, SNRS, args.steps, out=Path(args.out), progress=sys.stderr.isatty())
             print("\n".join(f"{m:>22}: {x:.4f} of WMMSE-MMSEInit" for m, x in r["ratio_over_wmmse_mmseinit"].items()))
             print(f"wrote {args.out}")
         elif args.cmd == "bench":

@@ -14,7 +14,6 @@ import torch
 from pegnn import pretrained
 from pegnn.policies import load_policy, noise_input
 from pegnn.wireless import mmse, rayleigh_channels, sum_rate, uma_channels
-import tasks.precoding as P
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,13 +193,12 @@ def test_collate_builds_batches_for_every_attention_option(attention):
     assert out["A"].shape[0] == 2 and all(torch.isfinite(v).all() for v in out.values())
 
 
-def test_ceiling_free_cfp_reaches_wmmse_where_the_network_need_not(tecfp, tmp_path, monkeypatch):
+def test_ceiling_free_cfp_reaches_wmmse_where_the_network_need_not(tecfp, tmp_path):
     """``ceiling``: (A, U) optimised per drop through CFP reach WMMSE's level (the closed
     form is not what limits a TECFP), ratios are over WMMSE-MMSEInit, the JSON is written."""
-    monkeypatch.setattr(P, "SNRS", [0, 20])
-    monkeypatch.setattr(P, "channels", lambda model, n, seed, K, N_R, N_T, snrs, progress:
-                        {"H": rayleigh_channels(n, K, N_R, N_T, seed=seed)})
-    r = P.ceiling(tecfp, n_test=4, steps=200, out=tmp_path / "c.json", progress=False)
+    from tasks.cfp_ceiling import ceiling
+    r = ceiling(tecfp, rayleigh_channels(4, 8, 2, 32, seed=2), [0, 20], steps=200, out=tmp_path / "c.json",
+                progress=False)
     ratio = r["ratio_over_wmmse_mmseinit"]
     assert ratio["WMMSE-MMSEInit"] == 1.0
     assert ratio["free CFP from MMSE"] > 0.97 and ratio["free CFP from TECFP"] > 0.97, ratio

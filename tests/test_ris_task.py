@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def policy64():
     """A random (untrained) RIS policy in float64: equivariance is exact up to rounding."""
-    from tasks.ris_precoding import task_spec
+    from tasks.ris_data import task_spec
     torch.manual_seed(0)
     model = PEGNN(task_spec(), hidden=8, layers=2, pattern="P1").double()
     return RISPolicy(model, N_RF=6)
@@ -164,7 +164,7 @@ def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
 
 
 def test_power_and_cascade_ranges_draw_seeded_per_drop_gains_in_range():
-    from tasks.ris_precoding import sample_dict
+    from tasks.ris_data import sample_dict
     ch = ris_channels(64, seed=1, normalize_noise=True)
     base = sample_dict(ch)
     a, b = sample_dict(ch, [0, 25], seed=3)["P_max"], sample_dict(ch, [0, 25], seed=3)["P_max"]
@@ -184,7 +184,9 @@ def test_power_and_cascade_ranges_draw_seeded_per_drop_gains_in_range():
 
 
 def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, monkeypatch):
-    from tasks.ris_precoding import DEFAULTS, collate, mixed_N_RE_dataset, task_spec, trained_with
+    from tasks.ris_data import collate, mixed_N_RE_dataset, task_spec
+    from tasks.ris_figures import trained_with
+    from tasks.ris_precoding import DEFAULTS
     monkeypatch.setenv("PEGNN_CACHE", str(tmp_path))
     sz = DEFAULTS["sizes"]
     ds, counts = mixed_N_RE_dataset(7, 0, sz, "ris", [6, 4, 6])
@@ -200,7 +202,7 @@ def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, m
 
 
 def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
-    from tasks.ris_precoding import _check_same_setup, _write_merged
+    from tasks.ris_figures import _check_same_setup, _write_merged
     path = tmp_path / "fig5.json"
     setup = {"regime": "ris", "train": {"max_steps": 600, "grad_clip": None}}
     _check_same_setup(path, {**setup, "runs": {"a|250": {}}}, setup)
@@ -216,7 +218,7 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
 
 
 def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):
-    from tasks.ris_precoding import evaluate, trained_with
+    from tasks.ris_figures import evaluate, trained_with
     assert trained_with(shipped) == "K=3, N_B=8, N_RF=6, N_RE=8"
     with pytest.raises(ValueError, match="unknown sweeps"):
         evaluate(shipped, 4, tmp_path, "ris", sweep_policies={"N_XX": shipped})

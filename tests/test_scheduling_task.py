@@ -136,7 +136,7 @@ def test_teus_refine_is_the_swap_search_after_the_network():
 def test_evaluate_schemes_add_swap_refined_teus_and_random():
     """``_schemes(refine=(1, 2))`` adds TEUS+S and Rand+S; under the MMSE precoder (the one
     the swap search uses) each refined scheme is at least its start, and more rounds help."""
-    from tasks.scheduling import _schemes
+    from tasks.scheduling_eval import _schemes
     torch.manual_seed(0)
     pol = TEUSPolicy(PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"), **{**TEUSN, "hidden": 8, "layers": 2}))
     H = rayleigh_channels(8, 8, 2, 8, seed=7).to(torch.complex128)
@@ -197,7 +197,7 @@ def test_tiny_sequential_training_run_writes_a_sequential_policy(tmp_path):
 
 
 def test_label_oracle_returns_the_greedy_labels(tmp_path):
-    from tasks.scheduling import LabelOracle
+    from tasks.scheduling_eval import LabelOracle
     H = rayleigh_channels(3, 12, 2, 32, seed=4)
     s2 = torch.full((3,), 0.1)
     eta = greedy_labels(H, s2, 8, "mmse", channels_key="oracle-test", cache=tmp_path, progress=False)
@@ -273,7 +273,7 @@ def test_fig7_sweep_writes_json_and_plot(tmp_path, monkeypatch, one_thread):
     K̃, greedy beats random, the swap-refined schemes (``refine``) never lose to their
     start, and K̃ = 12 (the training size) equals the evaluate path."""
     from pegnn import pretrained
-    from tasks.scheduling import fig7
+    from tasks.scheduling_eval import fig7
     monkeypatch.setenv("PEGNN_CACHE", str(tmp_path / "cache"))
     r = fig7(pretrained("teus"), 8, tmp_path, names=("mmse",), snr=10.0, channel="rayleigh",
              sweeps={"K_tilde": [10, 14], "N_T": [24]}, progress=False, refine=(1,))

@@ -206,6 +206,8 @@ def test_check_config_refuses_what_would_fail_after_the_data_is_made(tmp_path):
     notes.write_text("not a checkpoint\n" * 20)
     for ov, msg in [("train.batch_size=1000 data.n_train=64", "train.batch_size: must be at most data.n_train = 64"),
                     ("train.max_time=abc", "train.max_time: must be null or DD:HH:MM:SS"),
+                    # YAML 1.1 would read 1:30 as the base-60 int 90; the error must quote what was typed
+                    ("train.max_time=1:30", "train.max_time: must be null or DD:HH:MM:SS, e.g. 00:01:30:00, got '1:30'"),
                     (f"train.init={tmp_path / 'nope.pt'}", "train.init: no such file"),
                     (f"train.init={notes}", "is not a policy .pt or a Lightning .ckpt"),
                     ("train.strategy=foo", "train.strategy: must be null or one of Lightning's strategies"),

@@ -47,7 +47,7 @@ own law, e.g. :math:`35.6 + 22\log_{10} d` for the RIS links and
 :math:`32.6 + 36.7\log_{10} d` for the direct links (Pan et al., "Multicell MIMO
 communications relying on intelligent reflecting surfaces", IEEE TWC 2020, whose
 numbers paper 002 Sec. V quotes); ``ris_path_loss=(35.6, 22.0)`` selects that law
-for BS→RIS and RIS→UE. ``tasks/ris_precoding.py`` combines it with a partly
+for BS→RIS and RIS→UE. The ``"ris"`` regime of ``tasks/ris_data.py`` combines it with a partly
 blocked direct link and a shorter geometry so that the RIS phases matter.
 """
 from __future__ import annotations
