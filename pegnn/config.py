@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 numbers: ``1e-3`` and ``2E5`` are floats (no dot
+    """SafeLoader with YAML 1.2-style numbers: ``1e-3`` and ``2E5`` are floats (no dot
     needed), and ``1:30`` stays a string (YAML 1.1 reads it as the base-60 int 90,
     which turned ``train.max_time=1:30`` into "got 90")."""
 
@@ -40,7 +40,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver(
-    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    # no leading zeros: SafeConstructor reads "0..." as octal, so "08" would be an error and
+    # "010" would be 8; such values stay strings (e.g. run.name=08)
+    _INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"), list("-+0123456789"))
 _Loader.add_implicit_resolver(
     _FLOAT,
     re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"

@@ -159,7 +159,7 @@ def plan(spec: ProblemSpec) -> Plan:
                    f"no interference among {s}, so an ordinary processor (Procedure 1, line 16)")
         kind_why = (f"{s} is a normal set, so an APE function (paper 002 eq. 2/3)" if not anc else
                     f"{s} is nested in {' in '.join(anc)}, so a {fname} function (paper 002 eq. 4/5)")
-        last = " ; as the last recursion its combiner and processor are FNNs (line 21)" if r == len(order) else ""
+        last = "; as the last recursion its combiner and processor are FNNs (line 21)" if r == len(order) else ""
         sets[s] = SetPlan(kind, spec.parent(s), group, function, tiers, proc, r,
                           f"{kind_why}; {why}{last}")
 

@@ -23,7 +23,7 @@ from .wireless.rates import _non_negative_int
 from .wireless.scheduling import _check_k
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "read_policy_file", "noise_input", "CHECKPOINTS"]
+           "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
@@ -49,7 +49,7 @@ def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
     return s2 if feature == "sigma2" else -torch.log10(s2)
 
 
-def _finite(who: str, out: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+def finite_outputs(who: str, out: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
     """The network's outputs, or one clear error when some are NaN/Inf: inputs far outside
     the training range (e.g. channels scaled by 1e7, σ² ≥ 1e10) overflow its float32
     arithmetic, and a mask or precoder built from NaN would look valid."""
@@ -94,7 +94,7 @@ class TECFPPolicy:
 
     def auxiliary(self, H: Tensor, noise_var) -> tuple[Tensor, Tensor]:
         """(A, U), each ``[B, K, N_R, N_R]`` complex, from H ``[B, K, N_R, N_T]``."""
-        out = _finite("TECFPPolicy", self.model(_channel_batch("TECFPPolicy", self.spec, H, noise_var,
+        out = finite_outputs("TECFPPolicy", self.model(_channel_batch("TECFPPolicy", self.spec, H, noise_var,
                                                                self.noise_feature)))
         return out["A"], out["U"]
 
@@ -155,7 +155,7 @@ class TEUSPolicy:
         """Per-user scores ``[B, K̃]`` from H ``[B, K̃, N_R, N_T]`` (and, for the sequential
         decoder, the bool ``chosen`` ``[B, K̃]``)."""
         extra = None if chosen is None else {"chosen": chosen.float()}
-        return _finite("TEUSPolicy", self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var,
+        return finite_outputs("TEUSPolicy", self.model(_channel_batch("TEUSPolicy", self.spec, H, noise_var,
                                                                self.noise_feature, extra)))["eta"]
 
     @staticmethod
@@ -227,6 +227,20 @@ def read_policy_file(path: str | Path, kind: str | None = None) -> dict:
     if kind is not None and ck["kind"] != kind:
         raise ValueError(f"{path}: a {ck['kind']!r} policy, expected a {kind!r} one")
     return ck
+
+
+def load_task_policy(path: str | Path, kind: str, policy_cls, task: str):
+    """``policy_cls(model, info)`` from a policy file of a task's own ``kind`` (one that
+    :func:`load_policy` does not know, e.g. ``"pc"``), written by ``python -m tasks.<task>
+    train``; one-line ``ValueError`` for a missing or foreign file."""
+    from .train import model_from_config
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.{task} train`)")
+    ck = read_policy_file(p, kind=kind)
+    model = model_from_config(ProblemSpec.from_dict(ck["spec"], source=str(p)), ck["model"])
+    model.load_state_dict(ck["state_dict"])
+    return policy_cls(model, {**ck.get("info", {}), "path": str(p)})
 
 
 def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):
@@ -410,7 +424,7 @@ class RISPolicy:
         inputs = self.graph_inputs(ch.h_d.to(dt), ch.G.to(dt), ch.h_r.to(dt), ch.noise_var, ch.P_max, tag,
                                    W_0="W_0" in self.spec.inputs)
         g = build_batch(self.spec, {"cell": M, "ue": K, "rf": n_rf, "ant_bs": N_B, "re": N_RE}, inputs, pairs=())
-        return self.output_layer(_finite("RISPolicy", self.model(g)), M, ch.P_max)
+        return self.output_layer(finite_outputs("RISPolicy", self.model(g)), M, ch.P_max)
 
     @torch.no_grad()
     def __call__(self, *channels, rf_tag: Tensor | None = None, N_RF: int | None = None):

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import torch
 
-__all__ = ["seed_t_test", "run_name", "timed", "check_attention_override", "load_task_policy"]
+__all__ = ["seed_t_test", "run_name", "timed", "check_attention_override"]
 
 
 def seed_t_test(diffs) -> dict:
@@ -56,18 +55,3 @@ def check_attention_override(cfg: dict) -> None:
     from pegnn.config import ConfigError
     if cfg["model"]["attention"] not in ("auto", "none", "all"):
         raise ConfigError(f"override: model.attention: expected auto, none or all, got {cfg['model']['attention']!r}")
-
-
-def load_task_policy(path: str | Path, kind: str, policy_cls, task: str):
-    """``policy_cls(model, info)`` from a policy file of ``kind`` that ``python -m tasks.<task>
-    train`` wrote; one-line ``ValueError`` for a missing or foreign file."""
-    from pegnn.policies import read_policy_file
-    from pegnn.spec import ProblemSpec
-    from pegnn.train import model_from_config
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.{task} train`)")
-    ck = read_policy_file(p, kind=kind)
-    model = model_from_config(ProblemSpec.from_dict(ck["spec"], source=str(p)), ck["model"])
-    model.load_state_dict(ck["state_dict"])
-    return policy_cls(model, {**ck.get("info", {}), "path": str(p)})

@@ -15,7 +15,7 @@ The four pieces every task has, in the order they appear below:
 3. **an output layer and an objective** (:func:`precoder`, :func:`objective`): ``W`` scaled
    to total power 1, loss :math:`-\frac1B\sum_b\sum_k R_k` with
    :math:`R_k = \log_2(1 + |\mathbf h_k^T\mathbf w_k|^2 / (\sum_{j\ne k}|\mathbf h_k^T
-   \mathbf w_j|^2 + \sigma^2))` (paper 002 eq. 12; :func:`pegnn.wireless.sum_rate`);
+   \mathbf w_j|^2 + \sigma^2))` (paper 002 eq. 12; :func:`pegnn.wireless.miso_rates`);
 4. **training** through :func:`pegnn.train.train_policy` (Lightning: loop, best checkpoint,
    the resolved config, seed and git revision beside it), then
    :func:`pegnn.policies.save_policy` writes one self-contained file.
@@ -59,8 +59,10 @@ def drops(n: int, K: int, N_T: int, seed: int, snrs) -> dict:
     """``n`` drops: ``H`` ``[n, K, N_T]`` complex64 and ``noise_var`` ``[n]`` (SNR per drop
     uniform over ``snrs`` dB), both from ``seed`` alone (regenerated bit-identically)."""
     from pegnn.wireless import rayleigh_channels
-    if not snrs or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in snrs):
-        raise ValueError(f"data.snrs: expected a non-empty list of SNRs in dB, got {snrs!r}")
+    # NaN fails the range test too
+    if not isinstance(snrs, (list, tuple)) or not snrs or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and -100 <= s <= 100
+                           for s in snrs):
+        raise ValueError(f"data.snrs: expected a non-empty list of SNRs in dB within [-100, 100], got {snrs!r}")
     H = rayleigh_channels(n, K, 1, N_T, seed=seed)[:, :, 0]
     pick = torch.randint(len(snrs), (n,), generator=torch.Generator().manual_seed(seed + 10_007))
     snr = torch.tensor([float(s) for s in snrs])[pick]
@@ -82,17 +84,16 @@ def collate(spec, pairs=()):
 
 # ---------------------------------------------------------------- output layer and objective
 def precoder(out: dict) -> torch.Tensor:
-    """Output layer: ``W`` ``[B, K, N_T]`` → ``V`` ``[B, K, 1, N_T]`` with
-    :math:`\\|\\mathbf V\\|_F = 1` per drop (total power 1; the MIMO shape of
-    :func:`pegnn.wireless.sum_rate` with one receive antenna)."""
+    """Output layer: the network's ``W`` ``[B, K, N_T]`` scaled to
+    :math:`\\|\\mathbf W\\|_F = 1` per drop (total power 1)."""
     W = out["W"]
-    return (W / W.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None])[:, :, None]
+    return W / W.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
 
 
 def objective(samples: dict, out: dict):
     """Loss −mean sum rate (paper 002 eq. 12) and the metric Lightning logs."""
-    from pegnn.wireless import sum_rate
-    rate = sum_rate(samples["H"][:, :, None], precoder(out), samples["noise_var"])
+    from pegnn.wireless import miso_rates
+    rate = miso_rates(samples["H"], precoder(out), samples["noise_var"]).sum(-1)
     return -rate.mean(), {"sum_rate": rate.mean().detach()}
 
 
@@ -120,8 +121,9 @@ def train(cfg: dict) -> Path | None:
 
 # ---------------------------------------------------------------- evaluate
 class MISOPolicy:
-    """A trained P-S policy on plain tensors: ``V = policy(H, noise_var)``, ``H`` ``[B, K, N_T]``
-    complex (any K, N_T) and ``noise_var`` ``[B]`` → ``V`` ``[B, K, 1, N_T]``, total power 1."""
+    """A trained P-S policy on plain tensors: ``W = policy(H, noise_var)``, ``H`` ``[B, K, N_T]``
+    complex (any K, N_T) and ``noise_var`` a float or ``[B]`` → ``W`` ``[B, K, N_T]``, total
+    power 1."""
 
     def __init__(self, model, info: dict | None = None):
         self.model, self.info = model.eval(), dict(info or {})
@@ -129,25 +131,27 @@ class MISOPolicy:
     @torch.no_grad()
     def __call__(self, H: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
         from pegnn.graph import build_batch
+        from pegnn.policies import finite_outputs, noise_input
         if H.dim() != 3 or not H.is_complex():
             raise ValueError(f"MISOPolicy: H must be complex [B, K, N_T], got {tuple(H.shape)} {H.dtype}")
-        sizes = {"ue": H.shape[1], "ant_bs": H.shape[2]}
-        g = build_batch(self.model.spec, sizes, graph_inputs({"H": H, "noise_var": noise_var}),
-                        pairs=self.model.attention_sets)
-        return precoder(self.model(g))
+        s2 = noise_input(noise_var, "sigma2").expand(H.shape[0])      # checked: finite and > 0
+        g = build_batch(self.model.spec, {"ue": H.shape[1], "ant_bs": H.shape[2]},
+                        graph_inputs({"H": H, "noise_var": s2}), pairs=self.model.attention_sets)
+        return precoder(finite_outputs("MISOPolicy", self.model(g)))
 
 
 def evaluate(policy: MISOPolicy, n_test: int, out_dir: Path, K: int, N_T: int, snrs) -> dict:
-    """Average sum rate per SNR of the policy and the baselines on the same test drops."""
-    from pegnn.wireless import mmse, sum_rate, wmmse, zf
+    """Average sum rate per SNR of the policy and the baselines on the same test drops
+    (ZF only where it exists, K ≤ N_T)."""
+    from pegnn.wireless import miso_rates, mmse, wmmse, zf
     H = drops(n_test, K, N_T, 2, [0])["H"]
-    Hm = H[:, :, None].to(torch.complex128)              # [n, K, 1, N_T]; baselines in float64
+    Hm = H[:, :, None].to(torch.complex128)              # [n, K, 1, N_T]: the baselines' MIMO shape, float64
     res = {}
     for snr in snrs:
         s2 = torch.full((n_test,), 10 ** (-snr / 10), dtype=torch.float64)
-        V = {"GNN": policy(H, s2.float()), "ZF": zf(Hm), "MMSE": mmse(Hm, s2),
-             "WMMSE-MMSEInit": wmmse(Hm, s2, init="mmse")[0]}
-        res[str(snr)] = {m: float(sum_rate(Hm, v.to(Hm.dtype), s2).mean()) for m, v in V.items()}
+        W = {"GNN": policy(H, s2.float()), **({"ZF": zf(Hm)[:, :, 0]} if K <= N_T else {}),
+             "MMSE": mmse(Hm, s2)[:, :, 0], "WMMSE-MMSEInit": wmmse(Hm, s2, init="mmse")[0][:, :, 0]}
+        res[str(snr)] = {m: float(miso_rates(Hm[:, :, 0], w.to(Hm.dtype), s2).sum(-1).mean()) for m, w in W.items()}
     avg = {m: sum(r[m] for r in res.values()) / len(res) for m in res[str(snrs[0])]}
     r = {"sizes": {"K": K, "N_T": N_T}, "n_test": n_test, "test_seed": 2, "sum_rate_per_snr": res,
          "average_over_snr": avg, "ratio_over_wmmse_mmseinit": {m: a / avg["WMMSE-MMSEInit"] for m, a in avg.items()},
@@ -177,7 +181,7 @@ def _plot(r: dict, path: Path) -> None:
 
 
 def load(path) -> MISOPolicy:
-    from tasks.attention_study import load_task_policy
+    from pegnn.policies import load_task_policy
     return load_task_policy(path, "miso", MISOPolicy, "miso_precoding")
 
 

@@ -54,7 +54,8 @@ from pathlib import Path
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
-from tasks.attention_study import check_attention_override, load_task_policy, run_name, seed_t_test, timed
+from pegnn.policies import load_task_policy
+from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ofdma_pb.yaml"

@@ -14,9 +14,9 @@ maximise the sum rate :math:`R_{US}(\tilde{\mathbf H}, \boldsymbol\eta, \sigma^2
 selected users under a precoder :math:`G_{CP}` (MMSE, WMMSE or TECFP).
 
 TEUS = TEUSN (:class:`pegnn.PEGNN` on ``graphs/tenn_scheduling.yaml`` with the :data:`pegnn.TEUSN`
-sizes, L = 4, D_H = 32, plus the plan's attention on ``ue``: ``model.attention=auto``) giving one
-logit :math:`y_{\tilde k}` per user, and an output layer that keeps the K largest
-(:class:`pegnn.policies.TEUSPolicy`). Loss (43): the BCE against the K-hot greedy labels
+sizes, L = 4, D_H = 32, plus the plan's attention on ``ue``: ``model.attention=auto``; MDE stack →
+MDI over ``ant_ue`` and ``ant_bs``, eqs. 38-42) giving one logit :math:`y_{\tilde k}` per user, and
+an output layer that keeps the K largest (:class:`pegnn.policies.TEUSPolicy`). Loss (43): the BCE against the K-hot greedy labels
 :math:`\boldsymbol\eta^*`, with one sigmoid :math:`\varsigma` per user where the paper has a softmax
 (which sums to 1, so could never reach K ones), :math:`-\frac{1}{N\tilde K}\sum_n\sum_{\tilde k}
 [\eta^*\log\varsigma(y) + (1-\eta^*)\log(1-\varsigma(y))]`; ``train.loss=rank|bce_rate`` and

@@ -299,3 +299,14 @@ def test_bench_names_an_unknown_benchmark(capsys):
     assert main(["foo"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown benchmark 'foo'; expected one of {engine,wireless}" in err
+
+
+def test_config_values_read_as_yaml_1_2_numbers():
+    """``key=value`` and config files: no base-60 ints (``1:30`` was 90), no octal
+    surprises (``08`` was an int() crash after the change to 1.2 ints, ``010`` was 8),
+    and floats without a dot (``1e-3``)."""
+    from pegnn.config import _yaml
+    cases = {"1:30": "1:30", "00:00:10:00": "00:00:10:00", "08": "08", "010": "010", "0": 0, "-3": -3,
+             "1_000": 1000, "0x1f": 31, "1e-3": 1e-3, "5e-4": 5e-4, ".5": 0.5, "null": None, "true": True,
+             "[0, 10, 20]": [0, 10, 20]}
+    assert {k: _yaml(k) for k in cases} == cases
