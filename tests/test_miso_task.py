@@ -89,6 +89,7 @@ def test_train_evaluate_round_trip(tmp_path, capsys):
     assert set(r["average_over_snr"]) == {"GNN", "ZF", "MMSE", "WMMSE-MMSEInit"}
     assert (tmp_path / "ev" / "sum_rate_vs_snr.png").stat().st_size > 0
     assert r["ratio_over_wmmse_mmseinit"]["WMMSE-MMSEInit"] == 1.0
+    assert set(r["sec_per_sample"]) == set(r["average_over_snr"]) and min(r["sec_per_sample"].values()) > 0
     # MMSE is never worse than ZF on average at these SNRs (a check on the baselines' wiring)
     assert r["average_over_snr"]["MMSE"] >= r["average_over_snr"]["ZF"]
     # more users than antennas: ZF does not exist, the other methods are still compared
