@@ -23,7 +23,8 @@ from .wireless.rates import _non_negative_int
 from .wireless.scheduling import _check_k
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "CHECKPOINTS"]
+           "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
+           "MMSE_INPUT", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
@@ -61,6 +62,46 @@ def finite_outputs(who: str, out: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
     return out
 
 
+#: The optional input of a TENN precoding spec that carries the MMSE precoder
+#: (``graphs/tenn_precoding_mmse.yaml``); see :func:`mmse_input`.
+MMSE_INPUT = "V_mmse"
+
+
+def mmse_input(H: Tensor, noise_var: Tensor) -> Tensor:
+    r"""The MMSE precoder :math:`\mathbf{H}^H(\mathbf{H}\mathbf{H}^H + K N_R\sigma^2\mathbf{I})^{-1}`
+    (:func:`pegnn.wireless.mmse`) as a network input, scaled per sample to
+    :math:`\|\mathbf{H}\|_F`.
+
+    Why: the interference terms of the sum rate are products :math:`\mathbf{H}_k\mathbf{W}_j`
+    across users, which a TEPN whose layers aggregate users by means sees only as sums;
+    the MMSE precoder is a joint function of every user's channel (through the
+    :math:`K N_R \times K N_R` inverse), so as an input it reflects the interference and
+    ordinary processors suffice (paper 002's interference rule). Permuting the users,
+    the receive antennas or the BS antennas of ``H`` permutes the MMSE precoder the
+    same way and leaves the norms unchanged, so the symmetry group stays that of
+    eq. (11). The scale matches the two inputs (MMSE's total power is ``P_T``, spread
+    over ``K N_R N_T`` entries).
+
+    *Shapes*: ``H`` ``[B, K, N_R, N_T]`` complex, ``noise_var`` ``[B]`` → ``[B, K, N_R, N_T]``
+    complex64.
+    """
+    from .wireless.precoders import mmse
+    H = H.to(torch.complex64)
+    V = mmse(H, noise_var)
+    return V * (H.flatten(1).norm(dim=1) / V.flatten(1).norm(dim=1))[:, None, None, None]
+
+
+def tenn_inputs(spec, H: Tensor, s2: Tensor, noise_feature: str, extra: Mapping | None = None) -> dict:
+    """The inputs of a TENN spec (``ue``, ``ant_ue``, ``ant_bs``) for channels ``H``
+    ``[B, K, N_R, N_T]`` and noise variances ``s2`` ``[B]``: ``H``, the noise feature
+    (:func:`noise_input`), :data:`MMSE_INPUT` where the spec declares it, and ``extra``
+    (any further inputs, e.g. the sequential scheduler's ``chosen`` ``[B, K]``)."""
+    x = {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature)}
+    if MMSE_INPUT in spec.inputs:
+        x[MMSE_INPUT] = mmse_input(H, s2)
+    return x | dict(extra or {})
+
+
 def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str, extra: Mapping | None = None):
     """The graph batch of the TENN specs (``ue``, ``ant_ue``, ``ant_bs``) for channels
     ``H`` ``[B, K, N_R, N_T]`` and ``noise_var`` (float or ``[B]``); ``extra`` holds any
@@ -71,8 +112,7 @@ def _channel_batch(who: str, spec, H: Tensor, noise_var, noise_feature: str, ext
     B, K, N_R, N_T = H.shape
     s2 = noise_input(noise_var, "sigma2")      # checked: a float or [B] of finite σ² > 0
     s2 = s2.expand(B) if s2.dim() == 0 else s2
-    return build_batch(spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T},
-                       {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature), **(extra or {})})
+    return build_batch(spec, {"ue": K, "ant_ue": N_R, "ant_bs": N_T}, tenn_inputs(spec, H, s2, noise_feature, extra))
 
 
 class TECFPPolicy:
@@ -280,8 +320,9 @@ def compile_policy(policy, **compile_kwargs):
 
 def pretrained(name: str, **policy_kwargs):
     """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
-    ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"teus"`` (paper
-    000) or ``"ris_gnn"`` (paper 002). Keyword arguments override the
+    ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"tecfp_mmse"``
+    (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"teus"``
+    (paper 000) or ``"ris_gnn"`` (paper 002). Keyword arguments override the
     policy's own (e.g. ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
     ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
     path = CHECKPOINTS / f"{name}.pt"

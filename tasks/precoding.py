@@ -14,6 +14,9 @@ TECFP+T (``policy.refine=T``; ``evaluate``/``bench`` also report ``--refine`` va
 the CFP followed by T WMMSE steps written in the same closed form
 (:func:`pegnn.wireless.cfp_refine`), differentiable, so the TEPN can be trained through them.
 ``ceiling`` (:mod:`tasks.cfp_ceiling`) optimises (A, U) per drop with no network.
+``spec=graphs/tenn_precoding_mmse.yaml`` gives the TEPN the MMSE precoder as a second
+input (:func:`pegnn.policies.mmse_input`): the interference reflected in an input, so
+ordinary processors suffice (paper 002's rule); shipped as ``tecfp_mmse.pt``.
 
 Baselines: ZF, MMSE, WMMSE-RandInit and WMMSE-MMSEInit (every ratio is over it), and
 MMSE+T, the TECFP+T steps from MMSE's start. Drops (:func:`channels`, cached): training
@@ -91,7 +94,7 @@ def objective(samples, out, refine: int = 0):
 def collate(spec, noise_feature: str = "sigma2", attention=()):
     """Graph batches for TEPN; attention pairs are built only for the sets given
     (the dense path needs none, ragged batches under user attention do)."""
-    from pegnn.policies import noise_input
+    from pegnn.policies import tenn_inputs
     from pegnn.train import GraphCollate
     if attention in (None, "none", False):
         pairs = ()
@@ -101,7 +104,7 @@ def collate(spec, noise_feature: str = "sigma2", attention=()):
         pairs = (attention,) if isinstance(attention, str) else tuple(attention)
     return GraphCollate(spec, sizes_of=lambda s: {"ue": s["H"].shape[0], "ant_ue": s["H"].shape[1],
                                                   "ant_bs": s["H"].shape[2]},
-                        graph_inputs=lambda b: {"H": b["H"], "noise": noise_input(b["noise_var"], noise_feature)},
+                        graph_inputs=lambda b: tenn_inputs(spec, b["H"], b["noise_var"], noise_feature),
                         pairs=pairs)
 
 
@@ -304,6 +307,7 @@ def bench(policy, out: Path, n: int = 200, refine=(3, 5)) -> dict:
 def _multiplications(model, K, N_R, N_T) -> dict:
     """Real multiplications per sample, counted from the layer shapes (paper 000 Table I
     counts the dominant matrix products the same way)."""
+    from pegnn.policies import MMSE_INPUT
     D = model.config["hidden"]
     L = model.config["layers"]
     E = K * N_R * N_T
@@ -312,7 +316,11 @@ def _multiplications(model, K, N_R, N_T) -> dict:
     # CFP (6): A H (K N_R^2 N_T), H^H A^H U, the K N_R × K N_R system (push-through) and its solve
     KN = K * N_R
     cfp = 4 * (2 * K * N_R * N_R * N_T + KN * KN * N_T + KN ** 3 // 3 + KN * KN * N_T)
-    return {"TEPN": tepn, "CFP": cfp, "TECFP": tepn + cfp}
+    out = {"TEPN": tepn, "CFP": cfp}
+    if MMSE_INPUT in model.spec.inputs:  # the MMSE precoder input: H H^H, its solve and H^H (.)
+        out["MMSE input"] = 4 * (2 * KN * KN * N_T + KN ** 3 // 3)
+        tepn += out["MMSE input"]
+    return out | {"TECFP": tepn + cfp}
 
 
 # ---------------------------------------------------------------- demo

@@ -36,6 +36,10 @@ per sample (Fig. 6). Schedulers: Rand, Greedy, TEUS, and with ``--refine S ...``
 TEUS's place. ``fig7`` tests at other N_T and K̃ without retraining; ``bench`` times TEUS against
 WMMSE-Greedy.
 
+``spec=graphs/tenn_scheduling_mmse.yaml`` gives the network the MMSE precoder of all K̃ candidates
+as a second input (:func:`pegnn.policies.mmse_input`): the interference reflected in an input, so
+the plan puts no attention (paper 002's rule).
+
 The shipped ``pegnn/checkpoints/teus.pt``: ``python -m tasks.scheduling train run.name=teus_mmse_att --threads 1``.
 Outputs: runs under ``runs/scheduling/<name>/`` (``policy.pt``); evaluations under
 ``results/scheduling/<run>/`` (``eval.json``, ``sum_rate_vs_snr.png``, ``time_per_sample.png``,
@@ -209,12 +213,12 @@ def next_pick(samples, out):
 
 
 def collate(spec, noise_feature: str = "sigma2"):
-    from pegnn.policies import noise_input
+    from pegnn.policies import tenn_inputs
     from pegnn.train import GraphCollate
 
     def graph_inputs(b):
         extra = {"chosen": b["chosen"]} if "chosen" in spec.inputs else {}
-        return {"H": b["H"], "noise": noise_input(b["noise_var"], noise_feature), **extra}
+        return tenn_inputs(spec, b["H"], b["noise_var"], noise_feature, extra)
     return GraphCollate(spec, sizes_of=lambda s: {"ue": s["H"].shape[0], "ant_ue": s["H"].shape[1],
                                                   "ant_bs": s["H"].shape[2]},
                         graph_inputs=graph_inputs, pairs=())

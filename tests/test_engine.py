@@ -18,7 +18,9 @@ GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 # small sizes per spec: ragged where a set is nested (so the wreath product is tested)
 SIZES = {
     "tenn_precoding": "ue=4,ant_ue=2,ant_bs=5",
+    "tenn_precoding_mmse": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling": "ue=4,ant_ue=2,ant_bs=5",
+    "tenn_scheduling_mmse": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling_seq": "ue=4,ant_ue=2,ant_bs=5",
     "ofdma_pb": "ue=4",
     "miso_ps": "ue=3,ant_bs=4",

@@ -29,15 +29,19 @@ def test_top_k_selects_exactly_k_largest():
             TEUSPolicy.top_k(s, bad)
 
 
-@pytest.mark.parametrize("attention", ["none", "auto"])
-def test_teus_scores_equivariant_to_users_invariant_to_antennas(attention):
+@pytest.mark.parametrize("spec, attention, n_att", [("tenn_scheduling", "none", 0), ("tenn_scheduling", "auto", 1),
+                                                     ("tenn_scheduling_mmse", "auto", 0),
+                                                     ("tenn_scheduling_mmse", "ue", 1)])
+def test_teus_scores_equivariant_to_users_invariant_to_antennas(spec, attention, n_att):
     """Eqs. (40)-(42): permuting candidates permutes the scores; permuting UE or BS
-    antennas leaves them unchanged (float64, random weights) — for the paper's TEUSN
-    and for the plan's user attention (the task default)."""
+    antennas leaves them unchanged (float64, random weights) — for the paper's TEUSN,
+    for the plan's user attention (the task default), and on the spec whose MMSE
+    precoder input reflects the interference (the plan then puts no attention; forced
+    on ``ue`` as the control)."""
     torch.manual_seed(0)
-    model = PEGNN(load_spec(ROOT / "graphs" / "tenn_scheduling.yaml"),
+    model = PEGNN(load_spec(ROOT / "graphs" / f"{spec}.yaml"),
                   **{**TEUSN, "hidden": 8, "layers": 2, "attention": attention}).double()
-    assert [len(l.attention) for l in model.layers] == [int(attention == "auto")] * 2
+    assert [len(l.attention) for l in model.layers] == [n_att] * 2
     pol = TEUSPolicy(model)
     H = rayleigh_channels(3, 6, 2, 8, seed=1)
     y = pol.logits(H, 0.1).double()
