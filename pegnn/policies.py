@@ -96,7 +96,8 @@ def tenn_inputs(spec, H: Tensor, s2: Tensor, noise_feature: str, extra: Mapping 
     ``[B, K, N_R, N_T]`` and noise variances ``s2`` ``[B]``: ``H``, the noise feature
     (:func:`noise_input`), :data:`MMSE_INPUT` where the spec declares it, and ``extra``
     (any further inputs, e.g. the sequential scheduler's ``chosen`` ``[B, K]``)."""
-    x = {"H": H.to(torch.complex64), "noise": noise_input(s2, noise_feature)}
+    H = H.to(torch.complex64)
+    x = {"H": H, "noise": noise_input(s2, noise_feature)}
     if MMSE_INPUT in spec.inputs:
         x[MMSE_INPUT] = mmse_input(H, s2)
     return x | dict(extra or {})

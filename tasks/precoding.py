@@ -316,11 +316,9 @@ def _multiplications(model, K, N_R, N_T) -> dict:
     # CFP (6): A H (K N_R^2 N_T), H^H A^H U, the K N_R × K N_R system (push-through) and its solve
     KN = K * N_R
     cfp = 4 * (2 * K * N_R * N_R * N_T + KN * KN * N_T + KN ** 3 // 3 + KN * KN * N_T)
-    out = {"TEPN": tepn, "CFP": cfp}
-    if MMSE_INPUT in model.spec.inputs:  # the MMSE precoder input: H H^H, its solve and H^H (.)
-        out["MMSE input"] = 4 * (2 * KN * KN * N_T + KN ** 3 // 3)
-        tepn += out["MMSE input"]
-    return out | {"TECFP": tepn + cfp}
+    # the MMSE precoder input, where the spec has it: H H^H, its solve and H^H (.)
+    mmse_in = 4 * (2 * KN * KN * N_T + KN ** 3 // 3) if MMSE_INPUT in model.spec.inputs else 0
+    return {"TEPN": tepn, "CFP": cfp} | ({"MMSE input": mmse_in} if mmse_in else {}) | {"TECFP": tepn + mmse_in + cfp}
 
 
 # ---------------------------------------------------------------- demo

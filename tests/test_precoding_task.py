@@ -41,16 +41,24 @@ def test_policies_refuse_channels_of_the_wrong_rank(tecfp):
         pretrained("teus")(H, 0.1, 4)
 
 
+def _assert_permutes_with_h(policy, H, V, ant_ue=False):
+    """Permuting users or BS antennas of ``H`` (and, with ``ant_ue``, the receive antennas:
+    the streams follow) permutes the precoder ``V = policy(H, 0.1)`` the same way (eq. 11)."""
+    pk = torch.randperm(H.shape[1], generator=torch.Generator().manual_seed(0))
+    pt = torch.randperm(H.shape[3], generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(policy(H[:, pk], 0.1), V[:, pk], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(policy(H[..., pt], 0.1), V[..., pt], atol=1e-5, rtol=1e-4)
+    if ant_ue:
+        pr = torch.arange(H.shape[2]).flip(0)
+        torch.testing.assert_close(policy(H[:, :, pr], 0.1), V[:, :, pr], atol=1e-5, rtol=1e-4)
+
+
 def test_shipped_tecfp_shapes_power_and_user_equivariance(tecfp):
     H = rayleigh_channels(6, 8, 2, 32, seed=3).to(torch.complex64)
     V = tecfp(H, 0.1)
     assert V.shape == H.shape and V.dtype == torch.complex64
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(6), atol=1e-4)  # P_T = 1
-    pi = torch.randperm(8, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(tecfp(H[:, pi], 0.1), V[:, pi], atol=1e-5, rtol=1e-4)
-    # permuting BS antennas permutes the precoder's columns (eq. 11c)
-    pt = torch.randperm(32, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(tecfp(H[..., pt], 0.1), V[..., pt], atol=1e-5, rtol=1e-4)
+    _assert_permutes_with_h(tecfp, H, V)
 
 
 def test_mmse_input_is_equivariant_and_scaled_to_the_channel():
@@ -89,12 +97,7 @@ def test_tecfp_reading_the_mmse_precoder_is_equivariant():
                                          torch.full((3,), 0.1), "sigma2")
     V = policy(H, 0.1)
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(3), atol=1e-5)
-    g = torch.Generator().manual_seed(1)
-    pk, pt = torch.randperm(4, generator=g), torch.randperm(6, generator=g)
-    pr = torch.tensor([1, 0])
-    torch.testing.assert_close(policy(H[:, pk], 0.1), V[:, pk], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(policy(H[..., pt], 0.1), V[..., pt], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(policy(H[:, :, pr], 0.1), V[:, :, pr], atol=1e-5, rtol=1e-4)
+    _assert_permutes_with_h(policy, H, V, ant_ue=True)
 
 
 def test_shipped_tecfp_beats_mmse_on_unseen_uma_drops(tecfp):
@@ -122,11 +125,7 @@ def test_shipped_tecfp_mmse_beats_the_paper_tecfp_on_unseen_uma_drops(tecfp):
         r_mmse = sum_rate(H, mmse(H, s2), s2).mean()
         assert r_ours > r_tecfp > r_mmse, (snr, float(r_ours), float(r_tecfp), float(r_mmse))
     H = rayleigh_channels(4, 8, 2, 32, seed=3).to(torch.complex64)
-    V = ours(H, 0.1)
-    pi = torch.randperm(8, generator=torch.Generator().manual_seed(0))
-    pt = torch.randperm(32, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(ours(H[:, pi], 0.1), V[:, pi], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours(H[..., pt], 0.1), V[..., pt], atol=1e-5, rtol=1e-4)
+    _assert_permutes_with_h(ours, H, V=ours(H, 0.1))
 
 
 def test_refined_tecfp_keeps_the_symmetry_and_gains_on_uma_drops(tecfp):
