@@ -40,7 +40,8 @@ WMMSE-Greedy.
 as a second input (:func:`pegnn.policies.mmse_input`): the interference reflected in an input, so
 the plan puts no attention (paper 002's rule).
 
-The shipped ``pegnn/checkpoints/teus.pt``: ``python -m tasks.scheduling train run.name=teus_mmse_att --threads 1``.
+The shipped ``pegnn/checkpoints/teus.pt``: ``python -m tasks.scheduling train run.name=teus_mmse_att --threads 1``;
+``teus_mmse.pt``: ``train spec=graphs/tenn_scheduling_mmse.yaml run.name=teus_mmsein --threads 1``.
 Outputs: runs under ``runs/scheduling/<name>/`` (``policy.pt``); evaluations under
 ``results/scheduling/<run>/`` (``eval.json``, ``sum_rate_vs_snr.png``, ``time_per_sample.png``,
 ``refine_tradeoff.png``) and ``fig7/`` (``fig7.json``, ``fig7_generalisation.png``).
