@@ -34,6 +34,8 @@ in its ``info["commands"]`` and in the results README) and ``tecfp_r2.pt``, whic
 policy.refine=2 train.lr=3e-4 train.grad_clip=1.0 train.max_steps=3000
 train.lr_decay_at=0.6 train.val_every=250``.
 
+Why N_T = 16 (full load, N_T = K N_R) is the hard size: ``python -m tasks.full_load``.
+
 Results, what was tried and why: results/precoding/README.md
 """
 from __future__ import annotations
