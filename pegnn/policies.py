@@ -323,8 +323,9 @@ def pretrained(name: str, **policy_kwargs):
     """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
     ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"tecfp_mmse"``
     (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"teus"``
-    (paper 000), ``"teus_mmse"`` (TEUSN reading the MMSE precoder of all candidates) or ``"ris_gnn"`` (paper 002). Keyword arguments override the
-    policy's own (e.g. ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
+    (paper 000), ``"teus_mmse"`` (TEUSN reading the MMSE precoder of all candidates) or
+    ``"ris_gnn"`` (paper 002). Keyword arguments override the policy's own (e.g.
+    ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
     ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
     path = CHECKPOINTS / f"{name}.pt"
     if not path.exists():

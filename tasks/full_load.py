@@ -35,10 +35,10 @@ def active_streams(V: torch.Tensor, share: float = 0.01) -> torch.Tensor:
 def full_load(policies: dict, sizes, n_test: int, snrs, N_R: int = 2, progress: bool = True) -> dict:
     from pegnn.wireless.rates import sum_rate
     from pegnn.wireless.wmmse import wmmse
-    from tasks.precoding import channels
+    from tasks.precoding import GEN_SEED, channels
     out = {}
     for N_T, K in sizes:
-        H = channels("uma", n_test, 3, K, N_R, N_T, snrs=[0], progress=progress)["H"].to(torch.complex64)
+        H = channels("uma", n_test, GEN_SEED, K, N_R, N_T, snrs=[0], progress=progress)["H"].to(torch.complex64)
         row = {}
         for snr in snrs:
             s2 = torch.full((n_test,), 10 ** (-snr / 10))
@@ -52,6 +52,7 @@ def full_load(policies: dict, sizes, n_test: int, snrs, N_R: int = 2, progress: 
 
 def main(argv=None) -> int:
     from pegnn.policies import load_policy, pretrained
+    from tasks.precoding import GEN_SEED
     ap = TaskArgumentParser(prog="python -m tasks.full_load", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more TECFP policies")
     ap.add_argument("--sizes", nargs="*", default=["16,8", "32,16", "32,8"], metavar="N_T,K")
@@ -74,8 +75,7 @@ def main(argv=None) -> int:
             policies[name] = load_policy(path, kind="tecfp")
         except ValueError as e:
             ap.error(str(e))
-    torch.manual_seed(0)
-    res = {"n_test": args.n_test, "channel": "uma", "seed": 3, "N_R": 2, "share": 0.01,
+    res = {"n_test": args.n_test, "channel": "uma", "seed": GEN_SEED, "N_R": 2, "share": 0.01,
            "sizes": full_load(policies, sizes, args.n_test, args.snrs)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ from pegnn.wireless.rates import _non_negative_int
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_precoding.yaml"
 SNRS = list(range(0, 41, 5))
+GEN_SEED = 3           # the drops of the size-generalisation sweep (evaluate, tasks.full_load)
 
 DEFAULTS = {
     "spec": str(SPEC),
@@ -230,7 +231,7 @@ def evaluate(policy, n_test: int, out_dir: Path, channel="uma", quick=False, pro
     # generalisation without retraining (paper 000 Fig. 5): other N_T and K at 20 dB... and across SNRs
     gen_sizes = [(8, 16), (8, 24), (8, 48), (8, 64), (10, 32)] if not quick else [(8, 16), (10, 32)]
     for Kg, NTg in tqdm(gen_sizes, desc="sizes", disable=not progress):
-        Hg = channels(channel, max(n_test // 4, 50), 3, Kg, N_R, NTg, SNRS, progress)["H"]
+        Hg = channels(channel, max(n_test // 4, 50), GEN_SEED, Kg, N_R, NTg, SNRS, progress)["H"]
         per = {}
         for snr in snrs:
             s2 = torch.full((len(Hg),), 10 ** (-snr / 10))

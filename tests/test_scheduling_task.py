@@ -264,11 +264,12 @@ def test_shipped_teus_beats_random_scheduling_on_unseen_uma_drops():
     and ``teus_mmse`` (which also reads the MMSE precoder) beats ``teus`` (H only)."""
     from pegnn import pretrained
     from pegnn.wireless import random_schedule, scheduled_sum_rate, uma_channels
+    policies = {name: pretrained(name) for name in ("teus", "teus_mmse")}
     H = uma_channels(24, 12, 2, 32, seed=7)
     for snr in (10, 20):
         s2 = torch.full((24,), 10 ** (-snr / 10), dtype=torch.float64)
         r_rand = scheduled_sum_rate(H, random_schedule(24, 12, 8, torch.Generator().manual_seed(0)), s2, mmse).mean()
-        r = {name: scheduled_sum_rate(H, pretrained(name)(H, s2, 8), s2, mmse).mean() for name in ("teus", "teus_mmse")}
+        r = {name: scheduled_sum_rate(H, p(H, s2, 8), s2, mmse).mean() for name, p in policies.items()}
         assert r["teus_mmse"] > r["teus"] > r_rand, (snr, {k: float(v) for k, v in r.items()}, float(r_rand))
 
 
