@@ -23,7 +23,7 @@ from .wireless.rates import _non_negative_int
 from .wireless.scheduling import _check_k
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
+           "load_named_policies", "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
            "MMSE_INPUT", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -282,6 +282,19 @@ def load_task_policy(path: str | Path, kind: str, policy_cls, task: str):
     model = model_from_config(ProblemSpec.from_dict(ck["spec"], source=str(p)), ck["model"])
     model.load_state_dict(ck["state_dict"])
     return policy_cls(model, {**ck.get("info", {}), "path": str(p)})
+
+
+def load_named_policies(items, kind: str) -> dict:
+    """``NAME=FILE`` strings (a task's ``--checkpoint`` list) → ``{NAME: policy}``, each
+    loaded by :func:`load_policy` with ``kind``; a malformed item or a bad file raises
+    ``ValueError`` naming it."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--checkpoint: expected NAME=FILE, got {item!r}")
+        out[name] = load_policy(path, kind=kind)
+    return out
 
 
 def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):

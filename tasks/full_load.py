@@ -51,7 +51,7 @@ def full_load(policies: dict, sizes, n_test: int, snrs, N_R: int = 2, progress: 
 
 
 def main(argv=None) -> int:
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policies import load_named_policies, pretrained
     from tasks.precoding import GEN_SEED
     ap = TaskArgumentParser(prog="python -m tasks.full_load", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more TECFP policies")
@@ -67,14 +67,10 @@ def main(argv=None) -> int:
     except ValueError:
         ap.error(f"--sizes: expected N_T,K pairs of positive ints, e.g. 16,8; got {args.sizes}")
     policies = {"tecfp_mmse": pretrained("tecfp_mmse"), "tecfp": pretrained("tecfp")}
-    for item in args.checkpoint:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            ap.error(f"--checkpoint: expected NAME=FILE, got {item!r}")
-        try:
-            policies[name] = load_policy(path, kind="tecfp")
-        except ValueError as e:
-            ap.error(str(e))
+    try:
+        policies |= load_named_policies(args.checkpoint, kind="tecfp")
+    except ValueError as e:
+        ap.error(str(e))
     res = {"n_test": args.n_test, "channel": "uma", "seed": GEN_SEED, "N_R": 2, "share": 0.01,
            "sizes": full_load(policies, sizes, args.n_test, args.snrs)}
     out = Path(args.out)

@@ -29,10 +29,15 @@ definition (the digital BCD bounds hybrid precoding). Data sets: ``ris_channels`
 via :func:`pegnn.data.cached` (``data_cache/``, never committed), train seed 0, val
 seed 1, test seed 2, size-generalisation seed 3, bench seed 5.
 
-The shipped checkpoint ``pegnn/checkpoints/ris_gnn.pt`` is
-``runs/ris_precoding/ris_gnn_clip/policy.pt`` from the DEFAULTS below:
+The shipped checkpoint ``pegnn/checkpoints/ris_gnn.pt`` is the DEFAULTS below (stage 1,
+the ``ris_gnn.pt`` of commit 67fdce8), then a fine-tune at the same sizes on drops with
+a stronger cascaded link (stage 2; the commands are in its ``info["commands"]``):
 
     python -m tasks.ris_precoding train train.progress=false run.name=ris_gnn_clip
+    python -m tasks.ris_precoding train "data.cascade_db=[0,30]" train.init=runs/ris_precoding/ris_gnn_clip/policy.pt \
+        train.lr=5e-4 train.max_steps=1500 train.val_every=150 train.progress=false run.name=ris_cft_b
+
+How many UEs it serves, and why N_RE = 100 is missed: ``python -m tasks.ris_streams``.
 
 Results, what was tried and why: results/ris_precoding/README.md
 """

@@ -364,3 +364,49 @@ def test_ris_path_loss_rescales_only_the_ris_links():
     assert ((b.h_r.abs() / a.h_r.abs()) > 1).all()           # RIS→UE gains grow too (any d > 1.6 m)
     with pytest.raises(ValueError, match="ris_path_loss"):
         ris_channels(1, seed=0, ris_path_loss=(35.6, float("nan")))
+
+
+# ----------------------------------------------------------------------------- one UE served
+def test_single_ue_found_and_bound_against_brute_force():
+    """N_B = 1 single-UE closed form (every path in phase reaches the triangle bound), and
+    N_RE = 2 against a 180 x 180 grid of phases: found >= grid best, <= bound."""
+    from pegnn.wireless.ris import ris_single_ue
+    ch = make_channels(4, 1, 2, 1, 6, seed=81, kappa=2.0, noise_var=20.0, P_max=1.5)
+    one = ris_single_ue(ch)
+    gain = ch.h_d[:, 0, :, 0].abs() + (ch.h_r * ch.G[:, 0, None, :, 0]).abs().sum(-1)    # [B, U]
+    best = torch.log2(1 + 1.5 * gain.square() / 20.0)
+    assert torch.allclose(one.se, best, atol=1e-9) and torch.allclose(one.se_upper, best, atol=1e-9)
+
+    ch = make_channels(3, 1, 2, 4, 2, seed=82, kappa=10.0, direct=0.3, P_max=2.0, noise_var=0.5)
+    one = ris_single_ue(ch)
+    phase = torch.polar(torch.ones(180, dtype=torch.float64), torch.linspace(0, 2 * math.pi, 181)[:-1].double())
+    grid = torch.stack(torch.meshgrid(phase, phase, indexing="ij"), -1).reshape(-1, 2)   # conj(theta)
+    for u in range(2):
+        h = ch.h_d[:, 0, u, None, :] + (grid[None] * ch.h_r[:, None, u]) @ ch.G[:, 0]     # [B, 180², N_B]
+        grid_best = torch.log2(1 + 2.0 * h.abs().square().sum(-1).max(-1).values / 0.5)
+        assert (one.se[:, u] >= grid_best - 1e-9).all() and (one.se[:, u] <= one.se_upper[:, u] + 1e-12).all()
+        assert (one.se[:, u] - grid_best).abs().max() < 1e-3       # the grid is 2° fine: close, not equal
+
+
+def test_single_ue_phases_realise_the_se_it_reports():
+    """MRT at full power on the returned phases, power on UE u alone, gives se[:, u] by ris_rate."""
+    from pegnn.wireless.ris import ris_single_ue
+    ch = make_channels(5, 1, 3, 4, 8, seed=83, kappa=10.0, direct=0.1, P_max=2.0, noise_var=0.1)
+    one = ris_single_ue(ch, starts=3, iters=100)
+    for u in range(3):
+        h = ris_effective_channel(ch, one.theta[:, u])[:, 0, u]                          # [B, N_B]
+        W = torch.zeros(5, 1, 4, 3, dtype=C128)
+        W[:, 0, :, u] = h.conj() / h.norm(dim=-1, keepdim=True) * math.sqrt(2.0)
+        assert torch.allclose(ris_rate(ch, (W, one.theta[:, u])), one.se[:, u], rtol=1e-9)
+    assert (one.theta.abs() - 1).abs().max() < 1e-12
+
+
+def test_single_ue_scale_free_and_checks():
+    from pegnn.wireless.ris import ris_single_ue
+    ch = make_channels(2, 1, 2, 3, 4, seed=84, kappa=10.0)
+    tiny = RISTensors(ch.h_d * 1e-9, ch.G * 1e-4, ch.h_r * 1e-5, 1e-18, 1.0)   # path-loss-sized, same SNR
+    assert torch.allclose(ris_single_ue(tiny).se, ris_single_ue(ch).se, rtol=1e-6)
+    with pytest.raises(ValueError, match="single cell"):
+        ris_single_ue(make_channels(2, 2, 1, 3, 4, seed=85))
+    with pytest.raises(ValueError, match="starts"):
+        ris_single_ue(ch, starts=0)

@@ -219,7 +219,7 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
 
 def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):
     from tasks.ris_figures import evaluate, trained_with
-    assert trained_with(shipped) == "K=3, N_B=8, N_RF=6, N_RE=8"
+    assert trained_with(shipped) == "K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 30] dB"   # stage 2
     with pytest.raises(ValueError, match="unknown sweeps"):
         evaluate(shipped, 4, tmp_path, "ris", sweep_policies={"N_XX": shipped})
 

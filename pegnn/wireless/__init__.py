@@ -12,15 +12,16 @@ wmmse               :func:`wmmse` (Shi et al. 2011), best-of-R restarts, (A, U) 
                     :func:`cfp_refine` (WMMSE steps in the CFP form)
 scheduling          :func:`greedy_schedule`, :func:`random_schedule`, :func:`swap_refine`
 power_control       P-C: WMMSE power control; P-B: OFDMA minimum bandwidth (KKT)
-ris, ris_bcd        :func:`ris_rate`, :func:`ris_bcd` (Guo, Liang, Chen, Larsson 2020)
+ris, ris_bcd        :func:`ris_rate`, :func:`ris_bcd` (Guo, Liang, Chen, Larsson 2020),
+                    :func:`ris_single_ue` (what serving one UE alone can reach)
 ==================  =============================================================
 """
 from .channels import correlated_rayleigh, load_channels, rayleigh_channels, uma_channels
 from .power_control import ofdma_min_bandwidth, ofdma_rates, pc_rates, wmmse_power_control
 from .precoders import cfp, mmse, normalize_power, zf
 from .rates import miso_rates, sum_rate, user_rates, waterfilling_capacity
-from .ris import (RISDigital, RISHybrid, RISTensors, hybrid_precoder, ris_effective_channel, ris_rate,
-                  unit_modulus)
+from .ris import (RISDigital, RISHybrid, RISSingleUE, RISTensors, hybrid_precoder, ris_effective_channel, ris_rate,
+                  ris_single_ue, unit_modulus)
 from .ris_bcd import hybrid_from_digital, ris_bcd
 from .ris_channels import RISChannels, ris_channels
 from .scheduling import greedy_schedule, random_schedule, scheduled_sum_rate, swap_refine
@@ -31,4 +32,5 @@ __all__ = ["uma_channels", "rayleigh_channels", "correlated_rayleigh", "load_cha
            "cfp", "normalize_power", "wmmse", "wmmse_best_of", "wmmse_auxiliary", "cfp_refine", "greedy_schedule",
            "swap_refine", "random_schedule", "scheduled_sum_rate", "pc_rates", "wmmse_power_control", "ofdma_rates",
            "ofdma_min_bandwidth", "ris_rate", "ris_bcd", "ris_effective_channel", "hybrid_precoder",
-           "hybrid_from_digital", "unit_modulus", "RISTensors", "RISHybrid", "RISDigital"]
+           "hybrid_from_digital", "unit_modulus", "RISTensors", "RISHybrid", "RISDigital", "ris_single_ue",
+           "RISSingleUE"]
