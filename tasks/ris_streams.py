@@ -1,4 +1,4 @@
-"""How many UEs the RIS GNN serves, against BCD and against the best any one-UE policy can do.
+"""How many UEs the RIS GNN serves, against BCD and against the best any one-beam precoder can do.
 
     python -m tasks.ris_streams [--checkpoint NAME=FILE ...] [--n-re 8,10,20,40,100] [--n-test 250]
                                 [--out results/ris_precoding/streams.json]
@@ -14,8 +14,9 @@ sweep (seed 3, the other sizes at the training values):
 * the SE ratio to BCD and the mean per-UE rates, sorted per drop, of the GNN and of BCD;
 * the UEs the GNN serves (columns of ``W_RF W_BB`` with more than 1 % of the power) and
   the second singular value of its analog precoder over the first;
-* the best one-UE SE found and its upper bound (:func:`pegnn.wireless.ris_single_ue`),
-  over BCD: what any policy that serves one UE can reach.
+* the best one-UE SE found and the upper bound (:func:`pegnn.wireless.ris_single_ue`),
+  over BCD: what any precoder of rank one (one beam, however its power is split over the
+  UEs) can reach.
 
 It also draws ``streams.png`` beside the JSON.
 """
@@ -97,10 +98,10 @@ def _plot(res: dict, policies, path: Path) -> None:
     for name in policies:
         ax.plot(x, [r[name]["over_bcd"] for r in rows.values()], "o-", label=f"GNN {name}")
     ax.plot(x, [r["single_ue"]["over_bcd"] for r in rows.values()], "s--", label="one UE: best found")
-    ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:", label="one UE: upper bound")
+    ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:", label="one beam (rank one): upper bound")
     ax.axhline(0.90, color="grey", lw=0.8, label="target 0.90")
     ax.set(xscale="log", xlabel="RIS elements N_RE (trained at 8)", ylabel="SE / BCD",
-           title="What serving one UE can reach")
+           title="What one beam can reach")
     ax.set_xticks(x, [str(v) for v in x])
     ax.legend(fontsize=8)
     fig.tight_layout()

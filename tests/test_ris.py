@@ -410,3 +410,29 @@ def test_single_ue_scale_free_and_checks():
         ris_single_ue(make_channels(2, 2, 1, 3, 4, seed=85))
     with pytest.raises(ValueError, match="starts"):
         ris_single_ue(ch, starts=0)
+
+
+def test_no_rank_one_precoder_passes_the_one_ue_bound():
+    """Any W = w b^T (one beam, the power split over the UEs in any way) and any phases:
+    the SE stays below max_u se_upper (the degraded broadcast channel's sum capacity)."""
+    from pegnn.wireless.ris import ris_single_ue
+    ch = make_channels(64, 1, 3, 4, 8, seed=86, kappa=10.0, direct=0.3, P_max=3.0, noise_var=0.05)
+    bound = ris_single_ue(ch, starts=1, iters=0).se_upper.max(-1).values
+    one = ris_single_ue(ch)
+    best = one.se.argmax(-1)
+    theta_best = one.theta[torch.arange(64), best]                                   # [B, N_RE]
+    h_best = ris_effective_channel(ch, theta_best)[torch.arange(64), 0, best]        # [B, N_B]
+    g = torch.Generator().manual_seed(0)
+    for i in range(20):
+        b = _cn(g, 64, 1, 1, 3)
+        if i % 2:     # a random beam and random phases
+            w, theta = _cn(g, 64, 1, 4, 1), unit_modulus(_cn(g, 64, 8))
+        else:         # the best one-UE beam and phases, the power split over every UE
+            w, theta = h_best.conj()[:, None, :, None], theta_best
+        se = ris_rate(ch, (normalize_power(w @ b, 3.0), theta))
+        assert (se <= bound + 1e-9).all()
+    assert (one.se.max(-1).values <= bound + 1e-12).all()
+    # the aligned beam with the power on the best UE alone reaches the best found
+    b = torch.nn.functional.one_hot(best, 3).to(C128)[:, None, None, :]
+    se = ris_rate(ch, (normalize_power(h_best.conj()[:, None, :, None] @ b, 3.0), theta_best))
+    assert torch.allclose(se, one.se.max(-1).values, rtol=1e-9)

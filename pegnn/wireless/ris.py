@@ -397,9 +397,14 @@ def ris_single_ue(channels, starts: int = 8, iters: int = 300, seed: int = 0) ->
     (:math:`\mathbf{g}_n` the rows of :math:`\mathbf{G}`), tight when every reflected row
     adds in phase with the direct one.
 
-    Why: a policy whose precoder puts its power on one UE (for example a rank-one analog
-    precoder) reaches at most ``max_u se_upper`` — the measure of how much of BCD's SE
-    needs more than one stream (``python -m tasks.ris_streams``).
+    Why: ``max_u se_upper`` bounds the SE of every precoder of rank one, not only of those
+    that serve one UE. With :math:`\mathbf W = \mathbf w\mathbf b^T` (one beam, e.g. a
+    rank-one analog precoder) UE ``u`` sees the scalar channel :math:`\mathbf h_u^H\mathbf w`
+    and the streams are superposed on it: a degraded scalar broadcast channel, whose sum
+    capacity — an upper bound on the sum of the rates with interference treated as noise —
+    is that of its strongest UE alone, :math:`\log_2(1 + \max_u |\mathbf h_u^H\mathbf w|^2/\sigma^2)`
+    with :math:`\|\mathbf w\|^2 = P_{\max}`. So the bound measures how much of BCD's SE needs
+    more than one beam (``python -m tasks.ris_streams``).
 
     *Shapes*: single-cell channels (``M = 1``) as in the module docstring → ``se``,
     ``se_upper`` ``[B, U]`` float64 (bits/s/Hz), ``theta`` ``[B, U, N_RE]`` complex128.
