@@ -69,10 +69,8 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
         for name, pol in policies.items():
             rates, served, rank = [], [], []
             for i in range(0, n_test, 25):          # N_RE = 100 graphs are large: 25 drops at a time
-                part = _drops(ch, i, min(i + 25, n_test))
-                o = pol(part)
-                rates.append(ris_rate(part.to(dtype=torch.complex128), [x.to(torch.complex128) for x in o],
-                                      per_user=True))
+                o = pol(_drops(ch, i, i + 25))
+                rates.append(ris_rate(_drops(c, i, i + 25), [x.to(torch.complex128) for x in o], per_user=True))
                 served.append(served_ues(hybrid_precoder(o.baseband, o.analog)).double())
                 rank.append(analog_rank_ratio(o.analog).double())
             r = torch.cat(rates)

@@ -8,7 +8,8 @@ import torch
 
 from pegnn.wireless.ris import (RISHybrid, RISTensors, as_ris_channels, hybrid_from_digital,
                                 hybrid_precoder, normalize_hybrid_power, normalize_power,
-                                precoder_power, ris_effective_channel, ris_rate, unit_modulus)
+                                precoder_power, ris_effective_channel, ris_rate, ris_single_ue,
+                                unit_modulus)
 from pegnn.wireless.ris_bcd import (_reflection_problem, _Rows, ris_bcd, reflection_elementwise,
                                     reflection_mm, reflection_objective)
 
@@ -370,7 +371,6 @@ def test_ris_path_loss_rescales_only_the_ris_links():
 def test_single_ue_found_and_bound_against_brute_force():
     """N_B = 1 single-UE closed form (every path in phase reaches the triangle bound), and
     N_RE = 2 against a 180 x 180 grid of phases: found >= grid best, <= bound."""
-    from pegnn.wireless.ris import ris_single_ue
     ch = make_channels(4, 1, 2, 1, 6, seed=81, kappa=2.0, noise_var=20.0, P_max=1.5)
     one = ris_single_ue(ch)
     gain = ch.h_d[:, 0, :, 0].abs() + (ch.h_r * ch.G[:, 0, None, :, 0]).abs().sum(-1)    # [B, U]
@@ -390,7 +390,6 @@ def test_single_ue_found_and_bound_against_brute_force():
 
 def test_single_ue_phases_realise_the_se_it_reports():
     """MRT at full power on the returned phases, power on UE u alone, gives se[:, u] by ris_rate."""
-    from pegnn.wireless.ris import ris_single_ue
     ch = make_channels(5, 1, 3, 4, 8, seed=83, kappa=10.0, direct=0.1, P_max=2.0, noise_var=0.1)
     one = ris_single_ue(ch, starts=3, iters=100)
     for u in range(3):
@@ -402,7 +401,6 @@ def test_single_ue_phases_realise_the_se_it_reports():
 
 
 def test_single_ue_scale_free_and_checks():
-    from pegnn.wireless.ris import ris_single_ue
     ch = make_channels(2, 1, 2, 3, 4, seed=84, kappa=10.0)
     tiny = RISTensors(ch.h_d * 1e-9, ch.G * 1e-4, ch.h_r * 1e-5, 1e-18, 1.0)   # path-loss-sized, same SNR
     assert torch.allclose(ris_single_ue(tiny).se, ris_single_ue(ch).se, rtol=1e-6)
@@ -415,7 +413,6 @@ def test_single_ue_scale_free_and_checks():
 def test_no_rank_one_precoder_passes_the_one_ue_bound():
     """Any W = w b^T (one beam, the power split over the UEs in any way) and any phases:
     the SE stays below max_u se_upper (the degraded broadcast channel's sum capacity)."""
-    from pegnn.wireless.ris import ris_single_ue
     ch = make_channels(64, 1, 3, 4, 8, seed=86, kappa=10.0, direct=0.3, P_max=3.0, noise_var=0.05)
     bound = ris_single_ue(ch, starts=1, iters=0).se_upper.max(-1).values
     one = ris_single_ue(ch)

@@ -423,20 +423,19 @@ def ris_single_ue(channels, starts: int = 8, iters: int = 300, seed: int = 0) ->
     hd = hd / scale[..., None]
     A = hr[..., None] * G[:, None] / scale[..., None, None]           # [B, U, N_RE, N_B]: rows c_n A_u[n]
     snr = (_per_sample(ch.P_max, B, hd) / _per_sample(ch.noise_var, B, hd))[:, None]   # [B, 1]
+    def effective(c):                                                  # [B, U, N_B]
+        return hd + torch.einsum("bun,bunt->but", c, A)
+
     gen = torch.Generator().manual_seed(seed)
-    best_gain, best_c = None, None
+    best_gain, best_c = torch.full(hr.shape[:2], -1.0, dtype=torch.float64), torch.ones_like(hr)
     for s in range(starts):
         c = torch.ones_like(hr) if s == 0 else torch.polar(
             torch.ones(hr.shape, dtype=torch.float64), 2 * math.pi * torch.rand(hr.shape, generator=gen,
                                                                                dtype=torch.float64))
         for _ in range(iters):
-            h = hd + torch.einsum("bun,bunt->but", c, A)
-            c = unit_modulus(torch.einsum("bunt,but->bun", A.conj(), h))
-        gain = (hd + torch.einsum("bun,bunt->but", c, A)).abs().square().sum(-1)   # [B, U]
-        if best_gain is None:
-            best_gain, best_c = gain, c
-        else:
-            better = gain > best_gain
-            best_gain, best_c = torch.where(better, gain, best_gain), torch.where(better[..., None], c, best_c)
+            c = unit_modulus(torch.einsum("bunt,but->bun", A.conj(), effective(c)))
+        gain = effective(c).abs().square().sum(-1)                     # [B, U]
+        better = gain > best_gain
+        best_gain, best_c = torch.where(better, gain, best_gain), torch.where(better[..., None], c, best_c)
     return RISSingleUE(torch.log2(1 + snr * best_gain * scale.square()), torch.log2(1 + snr * upper.square()),
                        best_c.conj())
