@@ -418,11 +418,10 @@ class RISPolicy:
 
     @staticmethod
     def rf_tag(M: int, K: int, N_RF: int, dtype=torch.float32) -> Tensor:
-        """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of ``m``."""
-        r = torch.arange(N_RF)
-        one = torch.zeros(N_RF, K, dtype=dtype)
-        one[r, r % K] = 1.0 - 2.0 * ((r // K) % 2).to(dtype)
-        return torch.block_diag(*[one] * M)
+        """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of ``m``
+        (:func:`pegnn.wireless.ris_ascent.rf_assignment`)."""
+        from .wireless.ris_ascent import rf_assignment
+        return rf_assignment(M, K, N_RF, dtype)
 
     @staticmethod
     def graph_inputs(h_d: Tensor, G: Tensor, h_r: Tensor, noise_var, P_max, rf_tag: Tensor,

@@ -1,7 +1,7 @@
 """How many UEs the RIS GNN serves, against BCD and against the best any one-beam precoder can do.
 
     python -m tasks.ris_streams [--checkpoint NAME=FILE ...] [--n-re 8,10,20,40,100] [--n-test 250]
-                                [--out results/ris_precoding/streams.json]
+                                [--ascent-iters 1500] [--out results/ris_precoding/streams.json]
 
 Why: trained at N_RE = 8, the GNN keeps ≥ 0.90 of BCD's SE up to N_RE = 40 but not at
 N_RE = 100 (Fig. 6). At the training size the sum-SE optimum serves one UE (the BS→RIS
@@ -16,7 +16,12 @@ sweep (seed 3, the other sizes at the training values):
   the second singular value of its analog precoder over the first;
 * the best one-UE SE found and the upper bound (:func:`pegnn.wireless.ris_single_ue`),
   over BCD: what any precoder of rank one (one beam, however its power is split over the
-  UEs) can reach.
+  UEs) can reach;
+* per-drop gradient ascent on the SE (:func:`pegnn.wireless.ris_ascent`, 1500 Adam steps)
+  from three starts: from one beam per UE (:func:`~pegnn.wireless.tagged_mrt`, phases and
+  precoder free), from the GNN's own output (is it a local maximum?), and from one beam
+  per UE with the GNN's RIS phases held fixed (how far its phases carry a multi-UE
+  precoder).
 
 It also draws ``streams.png`` beside the JSON.
 """
@@ -51,37 +56,51 @@ def _sorted_rates(r: torch.Tensor) -> list[float]:
     return r.sort(dim=-1, descending=True).values.mean(0).tolist()
 
 
-def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progress: bool = True) -> dict:
-    from pegnn.wireless.ris import hybrid_precoder, ris_rate, ris_single_ue
+def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progress: bool = True,
+            ascent_iters: int = 1500, N_RF: int = 6) -> dict:
+    from pegnn.wireless.ris import RISHybrid, hybrid_precoder, ris_rate, ris_single_ue
+    from pegnn.wireless.ris_ascent import ris_ascent, tagged_mrt
     from pegnn.wireless.ris_bcd import ris_bcd
     from tasks.ris_data import channels
     from tasks.ris_precoding import _drops
     out = {}
     for n_re in n_re_values:
-        ch = channels(n_test, FIG6_SEED, 3, 8, 6, n_re, 1, regime)
+        ch = channels(n_test, FIG6_SEED, 3, 8, N_RF, n_re, 1, regime)
         c = ch.to(dtype=torch.complex128)
         bcd = ris_rate(c, ris_bcd(c), per_user=True)
         se_bcd = bcd.sum(-1).mean().item()
         one = ris_single_ue(c)
+        multi = tagged_mrt(c, N_RF)
+
+        def ascent(start, **kw):
+            o, _ = ris_ascent(c, start, iters=ascent_iters, **kw)
+            r = ris_rate(c, o, per_user=True)
+            return {"over_bcd": r.sum(-1).mean().item() / se_bcd, "per_ue_sorted": _sorted_rates(r),
+                    "ues_served": served_ues(hybrid_precoder(o.baseband, o.analog)).double().mean().item()}
+
         row = {"bcd": {"se": se_bcd, "per_ue_sorted": _sorted_rates(bcd)},
                "single_ue": {"over_bcd": one.se.max(-1).values.mean().item() / se_bcd,
-                             "upper_over_bcd": one.se_upper.max(-1).values.mean().item() / se_bcd}}
+                             "upper_over_bcd": one.se_upper.max(-1).values.mean().item() / se_bcd},
+               "ascent_tagged_mrt": ascent(multi)}
         for name, pol in policies.items():
-            rates, served, rank = [], [], []
-            for i in range(0, n_test, 25):          # N_RE = 100 graphs are large: 25 drops at a time
-                o = pol(_drops(ch, i, i + 25))
-                rates.append(ris_rate(_drops(c, i, i + 25), [x.to(torch.complex128) for x in o], per_user=True))
-                served.append(served_ues(hybrid_precoder(o.baseband, o.analog)).double())
-                rank.append(analog_rank_ratio(o.analog).double())
-            r = torch.cat(rates)
+            # N_RE = 100 graphs are large: 25 drops at a time
+            o = RISHybrid(*(torch.cat(x).to(torch.complex128) for x in zip(
+                *(pol(_drops(ch, i, i + 25)) for i in range(0, n_test, 25)))))
+            r = ris_rate(c, o, per_user=True)
             row[name] = {"over_bcd": r.sum(-1).mean().item() / se_bcd, "per_ue_sorted": _sorted_rates(r),
-                         "ues_served": torch.cat(served).mean().item(),
-                         "analog_sigma2_over_sigma1": torch.cat(rank).mean().item()}
+                         "ues_served": served_ues(hybrid_precoder(o.baseband, o.analog)).double().mean().item(),
+                         "analog_sigma2_over_sigma1": analog_rank_ratio(o.analog).mean().item(),
+                         "ascent_from_policy": ascent(o),
+                         "ascent_tagged_mrt_policy_theta": ascent(multi._replace(theta=o.theta), fix_theta=True)}
         out[f"N_RE={n_re}"] = row
         if progress:
             print(f"N_RE={n_re}: BCD {se_bcd:.3f} per UE {[round(x, 2) for x in row['bcd']['per_ue_sorted']]}; "
-                  f"one UE: best found {row['single_ue']['over_bcd']:.3f}, bound {row['single_ue']['upper_over_bcd']:.3f}"
-                  + "".join(f"; {n} {row[n]['over_bcd']:.3f} ({row[n]['ues_served']:.2f} UEs)" for n in policies),
+                  f"one UE: best found {row['single_ue']['over_bcd']:.3f}, bound {row['single_ue']['upper_over_bcd']:.3f}; "
+                  f"ascent from one beam per UE {row['ascent_tagged_mrt']['over_bcd']:.3f} "
+                  f"({row['ascent_tagged_mrt']['ues_served']:.2f} UEs)"
+                  + "".join(f"; {n} {row[n]['over_bcd']:.3f} ({row[n]['ues_served']:.2f} UEs), ascent from it "
+                            f"{row[n]['ascent_from_policy']['over_bcd']:.3f}, its phases + one beam per UE "
+                            f"{row[n]['ascent_tagged_mrt_policy_theta']['over_bcd']:.3f}" for n in policies),
                   flush=True)
     return out
 
@@ -92,16 +111,20 @@ def _plot(res: dict, policies, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows = res["N_RE"]
     x = [int(k.split("=")[1]) for k in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for name in policies:
-        ax.plot(x, [r[name]["over_bcd"] for r in rows.values()], "o-", label=f"GNN {name}")
+        line, = ax.plot(x, [r[name]["over_bcd"] for r in rows.values()], "o-", label=f"GNN {name}")
+        ax.plot(x, [r[name]["ascent_from_policy"]["over_bcd"] for r in rows.values()], ".:", color=line.get_color(),
+                label=f"ascent from GNN {name}")
+    ax.plot(x, [r["ascent_tagged_mrt"]["over_bcd"] for r in rows.values()], "^-", color="black",
+            label="ascent from one beam per UE")
     ax.plot(x, [r["single_ue"]["over_bcd"] for r in rows.values()], "s--", label="one UE: best found")
     ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:", label="one beam (rank one): upper bound")
     ax.axhline(0.90, color="grey", lw=0.8, label="target 0.90")
     ax.set(xscale="log", xlabel="RIS elements N_RE (trained at 8)", ylabel="SE / BCD",
-           title="What one beam can reach")
+           title="One beam vs one beam per UE")
     ax.set_xticks(x, [str(v) for v in x])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -113,6 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more RIS policies")
     ap.add_argument("--n-re", default="8,10,20,40,100", help="RIS sizes, comma-separated")
     ap.add_argument("--n-test", type=positive_int, default=250)
+    ap.add_argument("--ascent-iters", type=positive_int, default=1500, help="Adam steps of each ascent")
     ap.add_argument("--out", type=out_file, default=str(ROOT / "results" / "ris_precoding" / "streams.json"))
     args = ap.parse_task(argv)
     try:
@@ -128,7 +152,8 @@ def main(argv=None) -> int:
         ap.error(str(e))
     regime = getattr(policies["ris_gnn"], "info", {}).get("regime", "ris")
     res = {"n_test": args.n_test, "seed": FIG6_SEED, "regime": regime, "share": 0.01,
-           "sizes": {"K": 3, "N_B": 8, "N_RF": 6}, "N_RE": streams(policies, n_re, args.n_test, regime)}
+           "sizes": {"K": 3, "N_B": 8, "N_RF": 6}, "ascent_iters": args.ascent_iters,
+           "N_RE": streams(policies, n_re, args.n_test, regime, ascent_iters=args.ascent_iters)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

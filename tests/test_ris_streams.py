@@ -28,18 +28,25 @@ def test_analog_rank_ratio_of_rank_one_and_unitary_precoders():
 def test_ris_streams_writes_counts_and_one_ue_bounds(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PEGNN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "streams.json"
-    assert main(["--n-re", "4", "--n-test", "3", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())["N_RE"]["N_RE=4"]
+    assert main(["--n-re", "4", "--n-test", "3", "--ascent-iters", "50", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    r = res["N_RE"]["N_RE=4"]
+    assert res["ascent_iters"] == 50
     assert len(r["bcd"]["per_ue_sorted"]) == 3 and r["bcd"]["per_ue_sorted"] == sorted(r["bcd"]["per_ue_sorted"])[::-1]
     assert 0 < r["single_ue"]["over_bcd"] <= r["single_ue"]["upper_over_bcd"]
     g = r["ris_gnn"]
     assert 1 <= g["ues_served"] <= 3 and 0 <= g["analog_sigma2_over_sigma1"] <= 1
     assert 0 < g["over_bcd"] and out.with_suffix(".png").stat().st_size > 0
+    # each ascent keeps its best iterate: never below its start (the GNN's own output)
+    assert g["ascent_from_policy"]["over_bcd"] >= g["over_bcd"] - 1e-9
+    for a in (r["ascent_tagged_mrt"], g["ascent_from_policy"], g["ascent_tagged_mrt_policy_theta"]):
+        assert a["over_bcd"] > 0 and 1 <= a["ues_served"] <= 3 and len(a["per_ue_sorted"]) == 3
     assert "wrote" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, fragment", [(["--n-re", "8,x"], "--n-re"),
                                             (["--n-re", "0"], "--n-re"),
+                                            (["--ascent-iters", "0"], "--ascent-iters"),
                                             (["--checkpoint", "nofile"], "NAME=FILE"),
                                             (["--checkpoint", "x=missing.pt"], "no such policy file"),
                                             (["--out", "/proc/x/s.json"], "out")])

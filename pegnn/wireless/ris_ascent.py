@@ -1,0 +1,133 @@
+r"""Gradient ascent on the SE of problem P-R over a hybrid precoder and the RIS phases,
+drop by drop — a probe of the SE landscape that the learned policy lives in.
+
+The variables are free per drop: the analog phases :math:`\arg\mathbf W_{RF,m}`, the
+baseband :math:`\mathbf W_{BB,m}` (complex, rescaled to :math:`\|\mathbf W_{RF,m}
+\mathbf W_{BB,m}\|_F^2 = P_{\max}` at every step, :func:`~pegnn.wireless.ris.normalize_hybrid_power`)
+and the RIS phases :math:`\arg\boldsymbol\theta`; Adam maximises the sum SE of
+:func:`~pegnn.wireless.ris.ris_rate` (paper 002 Sec. II-C, the objective of P-R) from a
+given start. It only climbs to a *local* maximum, so where it ends depends on where it
+starts — which is what it is for:
+
+* from a policy's output it tells whether that output is a local maximum (the one-UE
+  solution of the RIS GNN is: ascent from it stays with one UE);
+* from :func:`tagged_mrt` — RF chain ``r`` of BS ``m`` beams at UE ``r mod K`` of its cell
+  (MRT on the effective channel with every phase 1), ``W_BB`` the assignment — it finds
+  multi-UE solutions, above BCD's SE where BCD serves several UEs;
+* with ``fix_theta=True`` it is the best precoder, from that start, for phases held
+  fixed (e.g. the policy's phases).
+
+``python -m tasks.ris_streams`` reports all three; ``results/ris_precoding/README.md``
+says what they show.
+"""
+from __future__ import annotations
+
+import torch
+
+from .ris import (RISHybrid, _effective_rows, _per_sample, _rates_from_received, as_ris_channels,
+                  normalize_hybrid_power, ris_received, unit_modulus)
+
+__all__ = ["rf_assignment", "tagged_mrt", "ris_ascent"]
+
+
+def rf_assignment(M: int, K: int, N_RF: int, dtype=torch.float32) -> torch.Tensor:
+    """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of
+    cell ``m`` (sign + on even rounds ``r // K``, − on odd ones, so that two chains of
+    one UE differ), 0 elsewhere — the layout of the exact two-chains-per-stream hybrid
+    decomposition (Sohrabi & Yu 2016). It is the RIS GNN's ``rf_tag`` input
+    (:class:`pegnn.policies.RISPolicy`) and the assignment of :func:`tagged_mrt`."""
+    r = torch.arange(N_RF)
+    one = torch.zeros(N_RF, K, dtype=dtype)
+    one[r, r % K] = 1.0 - 2.0 * ((r // K) % 2).to(dtype)
+    return torch.block_diag(*[one] * M)
+
+
+def tagged_mrt(channels, N_RF: int) -> RISHybrid:
+    r"""The multi-beam start of :func:`ris_ascent`: every phase 1, analog column ``r`` of
+    BS ``m`` the phases of :math:`\sum_k a_{rk}\,\mathbf h_{m,k}` (MRT on the effective
+    row of the chain's UE, :math:`a` = :func:`rf_assignment`), ``W_BB`` = :math:`a`
+    restricted to the cell, scaled to ``P_max``. Each UE gets its own beam (from
+    ``N_RF / K`` chains; none when ``N_RF < K`` leaves it without a chain).
+
+    *Shapes*: channels as in :mod:`pegnn.wireless.ris` → :class:`RISHybrid` with
+    ``baseband`` ``[B, M, N_RF, K]``, ``analog`` ``[B, M, N_B, N_RF]``, ``theta`` ``[B, N_RE]``.
+    """
+    ch = as_ris_channels(channels)
+    B, M, U, N_B = ch.h_d.shape
+    K = U // M
+    theta = torch.ones(B, ch.G.shape[2], dtype=ch.h_d.dtype, device=ch.h_d.device)
+    h = _effective_rows(ch.h_d, ch.G, ch.h_r, theta)                         # [B, M, U, N_B]
+    a = torch.stack([rf_assignment(1, K, N_RF, h.real.dtype)] * M).to(h)   # [M, N_RF, K]
+    own = torch.stack([h[:, m, m * K:(m + 1) * K] for m in range(M)], 1)     # [B, M, K, N_B]
+    analog = unit_modulus(torch.einsum("mrk,bmkt->bmtr", a, own.conj()))
+    baseband = a.expand(B, M, N_RF, K).contiguous()
+    return RISHybrid(normalize_hybrid_power(baseband, analog, ch.P_max), analog, theta)
+
+
+def ris_ascent(channels, init: RISHybrid, iters: int = 1500, lr: float = 0.05, fix_theta: bool = False,
+               progress: bool = False) -> tuple[RISHybrid, dict]:
+    r"""Adam on the sum SE from ``init`` (a hybrid output, e.g. :func:`tagged_mrt` or a
+    policy's), over the analog phases, the baseband and — unless ``fix_theta`` — the RIS
+    phases, each drop on its own (the loss is a sum over drops, and Adam scales every
+    entry on its own, so the drops do not interact). The baseband is rescaled to unit
+    norm before the first step (the power is set by the normalisation, so its scale is
+    free), which makes the step size mean the same for channels of any scale. Adam does
+    not climb monotonically: each drop keeps its best iterate, so ``se >= se_init``.
+
+    Returns the best feasible :class:`RISHybrid` (unit-modulus ``analog`` and ``theta``,
+    ``P_max`` per BS) in complex128, and ``info`` with ``se`` and ``se_init`` ``[B]``
+    (bits/s/Hz) and ``iters``.
+
+    *Shapes*: channels as in :mod:`pegnn.wireless.ris`; ``init`` with ``baseband``
+    ``[B, M, N_RF, K]``, ``analog`` ``[B, M, N_B, N_RF]``, ``theta`` ``[B, N_RE]`` (the
+    single-cell forms without ``M`` too).
+    """
+    if iters < 0 or not lr > 0:
+        raise ValueError(f"ris_ascent: need iters >= 0 and lr > 0, got iters={iters}, lr={lr}")
+    ch = as_ris_channels(channels)
+    cd = torch.complex128
+    hd, G, hr = ch.h_d.to(cd), ch.G.to(cd), ch.h_r.to(cd)
+    B, M, U, N_B = hd.shape
+    bb, an, th = (torch.as_tensor(x).to(cd) for x in init)
+    bb, an = (x if x.dim() == 4 else x.unsqueeze(1) for x in (bb, an))
+    if (bb.shape[:2] != (B, M) or bb.shape[-1] != U // M or an.shape[:3] != (B, M, N_B)
+            or an.shape[-1] != bb.shape[2] or th.shape != (B, G.shape[2])):
+        raise ValueError(f"ris_ascent: init baseband {tuple(bb.shape)}, analog {tuple(an.shape)}, theta "
+                         f"{tuple(th.shape)} do not fit the channels ({B} drops, M={M}, K={U // M}, "
+                         f"N_B={N_B}, N_RE={G.shape[2]})")
+    for name, x in (("baseband", bb), ("analog", an), ("theta", th)):
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"ris_ascent: init {name} has NaN/Inf entries")
+    P, s2 = _per_sample(ch.P_max, B, hd), _per_sample(ch.noise_var, B, hd)
+    bb = bb / bb.abs().square().sum((-2, -1), keepdim=True).clamp_min(1e-300).sqrt()
+    phi_a, phi_t = an.angle().requires_grad_(), th.angle().requires_grad_(not fix_theta)
+    x_bb = torch.view_as_real(bb).clone().requires_grad_()
+    opt = torch.optim.Adam([phi_a, x_bb] + ([] if fix_theta else [phi_t]), lr=lr)
+
+    def feasible():
+        analog = torch.polar(torch.ones_like(phi_a), phi_a)
+        theta = torch.polar(torch.ones_like(phi_t), phi_t)
+        baseband = normalize_hybrid_power(torch.view_as_complex(x_bb), analog, P)
+        return RISHybrid(baseband, analog, theta)
+
+    def se_of(out):
+        h = _effective_rows(hd, G, hr, out.theta)
+        return _rates_from_received(ris_received(h, out.analog @ out.baseband), s2).sum(-1)
+
+    from tqdm.auto import tqdm
+    out = feasible()
+    se = se_of(out)
+    se_init = se.detach().clone()
+    best_se, best = se_init.clone(), [x.detach().clone() for x in out]
+    for _ in tqdm(range(iters), desc="ris_ascent", disable=not progress, leave=False):
+        opt.zero_grad()
+        (-se.sum()).backward()
+        opt.step()
+        out = feasible()
+        se = se_of(out)
+        better = se.detach() > best_se
+        best_se = torch.where(better, se.detach(), best_se)
+        best = [torch.where(better.reshape(-1, *[1] * (x.dim() - 1)), x.detach(), b) for x, b in zip(out, best)]
+    if not bool(torch.isfinite(best_se).all()):
+        raise ValueError("ris_ascent: the SE became NaN/Inf (channels of extreme scale?)")
+    return RISHybrid(*best), {"se": best_se, "se_init": se_init, "iters": iters}
