@@ -82,3 +82,16 @@ def test_ascent_refuses_bad_starts():
         ris_ascent(ch, good._replace(baseband=good.baseband * float("nan")))
     with pytest.raises(ValueError, match="iters"):
         ris_ascent(ch, good, iters=-1)
+
+
+def test_ascent_from_the_shipped_policy_on_path_loss_sized_channels():
+    # the README line: channels of path-loss size (|h| ~ 1e-6, noise -80 dBm), a float32
+    # policy output as the start; the step size must not depend on that scale
+    import pegnn
+    ris = pegnn.pretrained("ris_gnn")
+    ch = pegnn.wireless.ris_channels(6, seed=0, **ris.channels)
+    start = ris(*ch)
+    out, info = ris_ascent(ch, start, iters=30)
+    assert torch.allclose(info["se_init"], ris_rate(ch, start).double(), rtol=1e-5)
+    assert (info["se"] >= info["se_init"]).all() and (info["se"] > info["se_init"]).any()
+    assert torch.allclose(ris_rate(ch, out), info["se"], rtol=1e-9)
