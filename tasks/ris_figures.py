@@ -44,7 +44,9 @@ def _relative(path: str) -> str:
 
 
 def trained_with(policy) -> str:
-    """The training sizes of a policy, from the resolved config in its file."""
+    """The training sizes of a policy, from the resolved config in its file (for a
+    fine-tune, those of its last stage, and the file it started from at the git
+    revision it was trained at)."""
     cfg = getattr(policy, "info", {}).get("config") or {}
     sz, d = cfg.get("sizes", {}), cfg.get("data", {})
     if not sz:
@@ -57,6 +59,10 @@ def trained_with(policy) -> str:
     for key, what in (("power_db", "power"), ("cascade_db", "cascaded-link gain")):
         if d.get(key):
             s += f", {what} +U[{d[key][0]:g}, {d[key][1]:g}] dB"
+    init = (cfg.get("train") or {}).get("init")
+    if init:   # a fine-tune: the sizes and data above are its last stage's
+        rev = str(policy.info.get("git_revision") or "")[:7]
+        s += f"; fine-tune of {Path(str(init)).name}" + (f" as of {rev}" if rev else "")
     return s
 
 

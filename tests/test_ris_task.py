@@ -199,6 +199,8 @@ def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, m
     assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE in [8, 16]"
     pol.info["config"]["data"] = {"cascade_db": [0, 25]}
     assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 25] dB"
+    pol.info["config"]["train"] = {"init": "runs/a/policy.pt"}
+    assert trained_with(pol).endswith("dB; fine-tune of policy.pt")
 
 
 def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
@@ -219,7 +221,8 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
 
 def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):
     from tasks.ris_figures import evaluate, trained_with
-    assert trained_with(shipped) == "K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 30] dB"   # stage 2
+    assert trained_with(shipped) == ("K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 30] dB; "
+                                     "fine-tune of ris_gnn.pt as of 67fdce8")                     # stage 2
     with pytest.raises(ValueError, match="unknown sweeps"):
         evaluate(shipped, 4, tmp_path, "ris", sweep_policies={"N_XX": shipped})
 
