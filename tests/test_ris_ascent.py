@@ -82,6 +82,8 @@ def test_ascent_refuses_bad_starts():
         ris_ascent(ch, good._replace(baseband=good.baseband * float("nan")))
     with pytest.raises(ValueError, match="iters"):
         ris_ascent(ch, good, iters=-1)
+    with pytest.raises(ValueError, match="init must be"):
+        ris_ascent(ch, good._replace(theta=None))        # e.g. hybrid_from_digital's output
 
 
 def test_ascent_from_the_shipped_policy_on_path_loss_sized_channels():

@@ -84,6 +84,9 @@ def ris_ascent(channels, init: RISHybrid, iters: int = 1500, lr: float = 0.05, f
     """
     if iters < 0 or not lr > 0:
         raise ValueError(f"ris_ascent: need iters >= 0 and lr > 0, got iters={iters}, lr={lr}")
+    if len(init) != 3 or any(x is None for x in init):
+        raise ValueError("ris_ascent: init must be (baseband, analog, theta) tensors, e.g. a policy's "
+                         "output or tagged_mrt(channels, N_RF)")
     ch = as_ris_channels(channels)
     cd = torch.complex128
     hd, G, hr = ch.h_d.to(cd), ch.G.to(cd), ch.h_r.to(cd)
