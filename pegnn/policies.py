@@ -20,11 +20,12 @@ from .graph import build_batch
 from .models import PEGNN
 from .spec import ProblemSpec
 from .wireless.rates import _non_negative_int
+from .wireless.ris import rf_assignment
 from .wireless.scheduling import _check_k
 
 __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "load_named_policies", "read_policy_file", "load_task_policy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
-           "MMSE_INPUT", "CHECKPOINTS"]
+           "load_named_policies", "read_policy_file", "load_task_policy", "noise_input", "finite_outputs",
+           "mmse_input", "tenn_inputs", "MMSE_INPUT", "CHECKPOINTS"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
@@ -419,8 +420,7 @@ class RISPolicy:
     @staticmethod
     def rf_tag(M: int, K: int, N_RF: int, dtype=torch.float32) -> Tensor:
         """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of ``m``
-        (:func:`pegnn.wireless.ris_ascent.rf_assignment`)."""
-        from .wireless.ris_ascent import rf_assignment
+        (:func:`pegnn.wireless.ris.rf_assignment`)."""
         return rf_assignment(M, K, N_RF, dtype)
 
     @staticmethod

@@ -72,11 +72,13 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
         one = ris_single_ue(c)
         multi = tagged_mrt(c, N_RF)
 
-        def ascent(start, **kw):
-            o, _ = ris_ascent(c, start, iters=ascent_iters, **kw)
+        def summary(o):   # a hybrid output on these drops: SE over BCD, rates, UEs served
             r = ris_rate(c, o, per_user=True)
             return {"over_bcd": r.sum(-1).mean().item() / se_bcd, "per_ue_sorted": _sorted_rates(r),
                     "ues_served": served_ues(hybrid_precoder(o.baseband, o.analog)).double().mean().item()}
+
+        def ascent(start, **kw):
+            return summary(ris_ascent(c, start, iters=ascent_iters, **kw)[0])
 
         row = {"bcd": {"se": se_bcd, "per_ue_sorted": _sorted_rates(bcd)},
                "single_ue": {"over_bcd": one.se.max(-1).values.mean().item() / se_bcd,
@@ -86,16 +88,14 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
             # N_RE = 100 graphs are large: 25 drops at a time
             o = RISHybrid(*(torch.cat(x).to(torch.complex128) for x in zip(
                 *(pol(_drops(ch, i, i + 25)) for i in range(0, n_test, 25)))))
-            r = ris_rate(c, o, per_user=True)
-            row[name] = {"over_bcd": r.sum(-1).mean().item() / se_bcd, "per_ue_sorted": _sorted_rates(r),
-                         "ues_served": served_ues(hybrid_precoder(o.baseband, o.analog)).double().mean().item(),
-                         "analog_sigma2_over_sigma1": analog_rank_ratio(o.analog).mean().item(),
+            row[name] = {**summary(o), "analog_sigma2_over_sigma1": analog_rank_ratio(o.analog).mean().item(),
                          "ascent_from_policy": ascent(o),
                          "ascent_tagged_mrt_policy_theta": ascent(multi._replace(theta=o.theta), fix_theta=True)}
         out[f"N_RE={n_re}"] = row
         if progress:
             print(f"N_RE={n_re}: BCD {se_bcd:.3f} per UE {[round(x, 2) for x in row['bcd']['per_ue_sorted']]}; "
-                  f"one UE: best found {row['single_ue']['over_bcd']:.3f}, bound {row['single_ue']['upper_over_bcd']:.3f}; "
+                  f"one UE: best found {row['single_ue']['over_bcd']:.3f}, "
+                  f"bound {row['single_ue']['upper_over_bcd']:.3f}; "
                   f"ascent from one beam per UE {row['ascent_tagged_mrt']['over_bcd']:.3f} "
                   f"({row['ascent_tagged_mrt']['ues_served']:.2f} UEs)"
                   + "".join(f"; {n} {row[n]['over_bcd']:.3f} ({row[n]['ues_served']:.2f} UEs), ascent from it "
@@ -119,7 +119,8 @@ def _plot(res: dict, policies, path: Path) -> None:
     ax.plot(x, [r["ascent_tagged_mrt"]["over_bcd"] for r in rows.values()], "^-", color="black",
             label="ascent from one beam per UE")
     ax.plot(x, [r["single_ue"]["over_bcd"] for r in rows.values()], "s--", label="one UE: best found")
-    ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:", label="one beam (rank one): upper bound")
+    ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:",
+            label="one beam (rank one): upper bound")
     ax.axhline(0.90, color="grey", lw=0.8, label="target 0.90")
     ax.set(xscale="log", xlabel="RIS elements N_RE (trained at 8)", ylabel="SE / BCD",
            title="One beam vs one beam per UE")

@@ -1,4 +1,5 @@
-"""pegnn.wireless.ris_ascent: the RF assignment, one beam per UE, per-drop SE ascent."""
+"""pegnn.wireless.ris_ascent (and the RF assignment it shares with the policy): one beam per
+UE, per-drop SE ascent."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +7,9 @@ import torch
 from test_ris import make_channels
 
 from pegnn.policies import RISPolicy
-from pegnn.wireless.ris import (RISHybrid, hybrid_precoder, precoder_power, ris_rate, ris_single_ue,
-                                unit_modulus)
-from pegnn.wireless.ris_ascent import rf_assignment, ris_ascent, tagged_mrt
+from pegnn.wireless.ris import (RISHybrid, hybrid_precoder, precoder_power, rf_assignment, ris_rate,
+                                ris_single_ue, unit_modulus)
+from pegnn.wireless.ris_ascent import ris_ascent, tagged_mrt
 
 
 def _feasible(out, M, P_max=1.0):

@@ -59,7 +59,7 @@ __all__ = [
     "RISTensors", "RISHybrid", "RISDigital", "as_ris_channels",
     "unit_modulus", "precoder_power", "normalize_power", "normalize_hybrid_power",
     "hybrid_precoder", "hybrid_from_digital", "ris_effective_channel", "ris_received",
-    "ris_rate", "ris_bcd", "RISSingleUE", "ris_single_ue",
+    "ris_rate", "ris_bcd", "RISSingleUE", "ris_single_ue", "rf_assignment",
 ]
 
 
@@ -219,6 +219,20 @@ def normalize_hybrid_power(baseband: torch.Tensor, analog: torch.Tensor, P_max,
     p = _per_sample(P_max, W.shape[0], W).reshape(-1, 1, 1, 1)
     scale = p.sqrt() / precoder_power(W).clamp_min(eps).sqrt()[..., None, None]
     return baseband * (scale if baseband.dim() == 4 else scale.squeeze(1))
+
+
+def rf_assignment(M: int, K: int, N_RF: int, dtype=torch.float32) -> torch.Tensor:
+    """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of
+    cell ``m`` (sign + on even rounds ``r // K``, − on odd ones, so that two chains of
+    one UE differ), 0 elsewhere — the layout of the exact two-chains-per-stream hybrid
+    decomposition (Sohrabi & Yu 2016). It is the RIS GNN's ``rf_tag`` input
+    (:class:`pegnn.policies.RISPolicy`) and the assignment of
+    :func:`~pegnn.wireless.ris_ascent.tagged_mrt`."""
+    r = torch.arange(N_RF)
+    one = torch.zeros(N_RF, K, dtype=dtype)
+    one[r, r % K] = 1.0 - 2.0 * ((r // K) % 2).to(dtype)
+    return torch.block_diag(*[one] * M)
+
 
 
 # ----------------------------------------------------------------------------- hybrid

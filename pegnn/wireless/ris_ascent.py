@@ -25,21 +25,9 @@ from __future__ import annotations
 import torch
 
 from .ris import (RISHybrid, _effective_rows, _per_sample, _rates_from_received, as_ris_channels,
-                  normalize_hybrid_power, ris_received, unit_modulus)
+                  normalize_hybrid_power, rf_assignment, ris_received, unit_modulus)
 
-__all__ = ["rf_assignment", "tagged_mrt", "ris_ascent"]
-
-
-def rf_assignment(M: int, K: int, N_RF: int, dtype=torch.float32) -> torch.Tensor:
-    """``[M N_RF, M K]``: ±1 where RF chain ``r`` of cell ``m`` serves UE ``r mod K`` of
-    cell ``m`` (sign + on even rounds ``r // K``, − on odd ones, so that two chains of
-    one UE differ), 0 elsewhere — the layout of the exact two-chains-per-stream hybrid
-    decomposition (Sohrabi & Yu 2016). It is the RIS GNN's ``rf_tag`` input
-    (:class:`pegnn.policies.RISPolicy`) and the assignment of :func:`tagged_mrt`."""
-    r = torch.arange(N_RF)
-    one = torch.zeros(N_RF, K, dtype=dtype)
-    one[r, r % K] = 1.0 - 2.0 * ((r // K) % 2).to(dtype)
-    return torch.block_diag(*[one] * M)
+__all__ = ["tagged_mrt", "ris_ascent"]
 
 
 def tagged_mrt(channels, N_RF: int) -> RISHybrid:
@@ -57,9 +45,9 @@ def tagged_mrt(channels, N_RF: int) -> RISHybrid:
     K = U // M
     theta = torch.ones(B, ch.G.shape[2], dtype=ch.h_d.dtype, device=ch.h_d.device)
     h = _effective_rows(ch.h_d, ch.G, ch.h_r, theta)                         # [B, M, U, N_B]
-    a = torch.stack([rf_assignment(1, K, N_RF, h.real.dtype)] * M).to(h)   # [M, N_RF, K]
+    a = rf_assignment(1, K, N_RF, h.real.dtype).to(h)                        # [N_RF, K], every cell
     own = torch.stack([h[:, m, m * K:(m + 1) * K] for m in range(M)], 1)     # [B, M, K, N_B]
-    analog = unit_modulus(torch.einsum("mrk,bmkt->bmtr", a, own.conj()))
+    analog = unit_modulus(torch.einsum("rk,bmkt->bmtr", a, own.conj()))
     baseband = a.expand(B, M, N_RF, K).contiguous()
     return RISHybrid(normalize_hybrid_power(baseband, analog, ch.P_max), analog, theta)
 
