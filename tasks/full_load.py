@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=positive_int, default=100)
     ap.add_argument("--snrs", type=float, nargs="*", default=[0, 10, 20, 30, 40])
     ap.add_argument("--out", type=out_file, default=str(ROOT / "results" / "precoding" / "full_load.json"))
-    args = ap.parse_args(argv)
+    args = ap.parse_task(argv)
     try:
         sizes = [tuple(int(x) for x in s.split(",")) for s in args.sizes]
         if not all(len(s) == 2 and min(s) > 0 for s in sizes):

@@ -203,7 +203,9 @@ def _check_same_setup(path: Path, old: dict, new: dict) -> None:
 
 
 def _write_merged(path: Path, res: dict) -> dict:
-    """Write ``res`` with the runs another process wrote meanwhile merged in (atomic)."""
+    """Write ``res`` with the runs another process wrote meanwhile merged in (atomic).
+    Makes the folder: the ``--out`` check at the start leaves none behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         disk = json.loads(path.read_text()).get("runs", {})
         res["runs"] = {**disk, **res["runs"]}

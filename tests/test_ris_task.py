@@ -217,6 +217,9 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
     runs = json.loads(path.read_text())["runs"]
     assert runs == {"user|250": {"se_ratio": 0.9}, "user|4000": {"se_ratio": 0.95}}
     assert [p.name for p in tmp_path.iterdir()] == ["fig5.json"]
+    fresh = tmp_path / "new" / "fig5.json"        # a folder --out's check made and removed again
+    _write_merged(fresh, {**setup, "runs": {"user|250": {"se_ratio": 0.9}}})
+    assert json.loads(fresh.read_text())["runs"] == {"user|250": {"se_ratio": 0.9}}
 
 
 def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):

@@ -294,6 +294,21 @@ def test_task_output_and_config_mistakes_fail_before_any_work(module, argv, frag
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("module, argv", [
+    ("tasks.precoding", ["evaluate"]), ("tasks.scheduling", ["evaluate"]), ("tasks.ris_precoding", ["bench"]),
+    ("tasks.power_control", ["train"]), ("tasks.ofdma", ["train"]), ("tasks.miso_precoding", ["evaluate"]),
+    ("tasks.full_load", []), ("tasks.ris_streams", []), ("tasks.complexity", []),
+    ("tasks.bench", ["engine"]), ("tasks.bench", ["wireless"]),
+])
+def test_every_task_command_takes_threads(module, argv, capsys):
+    """The README promises ``--threads N`` on every task command (``parse_task``)."""
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main([*argv, "--threads", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--threads" in err and "unrecognized" not in err, err
+
+
 def test_bench_names_an_unknown_benchmark(capsys):
     from tasks.bench import main
     assert main(["foo"]) == 2
