@@ -72,8 +72,20 @@ def _add_inspect(sub) -> None:
                    help="draw the instance (the --sizes one, else a small default) to an image file")
     p.add_argument("--hidden", type=positive_int, default=32,
                    help="hidden width of the model whose parameters are counted")
-    p.add_argument("--layers", type=positive_int, default=3, help="backbone layers of that model")
+    p.add_argument("--layers", type=_layers, default=3,
+                   help=f"backbone layers of that model (at most {MAX_LAYERS}: the count builds it)")
     p.set_defaults(run=_inspect)
+
+
+#: ``--layers`` above this would take minutes to build (10⁵ layers: over a minute of silence)
+MAX_LAYERS = 1000
+
+
+def _layers(text: str) -> int:
+    n = positive_int(text)
+    if n > MAX_LAYERS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_LAYERS} layers, got {text!r}")
+    return n
 
 
 def model_summary(spec: ProblemSpec, hidden: int, layers: int) -> dict:

@@ -78,16 +78,26 @@ def load_config(base: str | Path | Mapping, overrides: Sequence[str] = (), defau
     return cfg
 
 
+#: keys that may be ``null`` although their default is not: "no time limit", "no clipping"
+NULLABLE = frozenset({"max_time", "grad_clip"})
+
+
 def _check_types(cfg: dict, defaults: Mapping, prefix: str) -> None:
     """Each value must have its default's kind (bool, int, number, string, list), so that
     ``train.lr=abc`` fails here, in one line, and not minutes later inside the run.
-    ``null`` is always accepted (the consumer decides whether the key is optional), and
-    so is anything where the default is ``None``. Ints are accepted for a float default
+    Anything is accepted where the default is ``None`` (the consumer checks it);
+    ``null`` elsewhere only for the keys in :data:`NULLABLE` (``train.seed=`` is null
+    too, and would fail deep inside the run). Ints are accepted for a float default
     (and converted); numbers for a string default (YAML reads ``run.name=1`` as an int)."""
     for k, d in defaults.items():
         v, path = cfg.get(k), f"{prefix}{k}"
-        if v is None or d is None:
+        if d is None:
             continue
+        if v is None:
+            if k in NULLABLE:
+                continue
+            raise ConfigError(f"config: {path}: expected a value like its default {d!r}, got null "
+                              f"(an empty {path}= is null)")
         if isinstance(d, Mapping):
             if not isinstance(v, dict):
                 raise ConfigError(f"config: {path}: expected a section (mapping), got {v!r}")
@@ -175,6 +185,18 @@ def _int_at_least(lo: int, what: str):
 #: argparse ``type=`` for counts: ``--batch -1`` is refused in one line, exit 2
 positive_int = _int_at_least(1, "a positive int")
 non_negative_int = _int_at_least(0, "a non-negative int")
+
+
+def snr_db(text: str) -> float:
+    """argparse ``type=`` for an SNR in dB: finite and within ±100 dB (the range
+    ``data.snrs`` takes; beyond it the noise variance under- or overflows float32)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not -100 <= v <= 100:
+        raise argparse.ArgumentTypeError(f"expected an SNR in dB within [-100, 100], got {text!r}")
+    return v
 
 
 def path_arg(text: str) -> str:

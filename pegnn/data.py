@@ -88,6 +88,20 @@ def register_model(name: str, fn: Callable, block: int,
     MODELS[name] = _Model(fn, block, versions or (lambda: {}))
 
 
+def mimo_models() -> list[str]:
+    """The registered models a MIMO task's ``data.channel`` can name: those that take
+    the sizes ``K, N_R, N_T`` and no other required parameter (not ``ris``, not
+    ``correlated_rayleigh``, whose correlations the tasks do not pass)."""
+    import inspect
+    out = []
+    for name, m in MODELS.items():
+        ps = list(inspect.signature(m.fn).parameters.values())[3:]
+        required = {p.name for p in ps if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if required == {"K", "N_R", "N_T"}:
+            out.append(name)
+    return sorted(out)
+
+
 def _sionna_version() -> dict:
     from importlib.metadata import PackageNotFoundError, version
     try:

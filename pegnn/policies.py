@@ -341,9 +341,9 @@ def pretrained(name: str, **policy_kwargs):
     ``"ris_gnn"`` (paper 002). Keyword arguments override the policy's own (e.g.
     ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
     ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
+    have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
     path = CHECKPOINTS / f"{name}.pt"
-    if not path.exists():
-        have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
+    if name not in have:        # a name, not a path: "../x" must not load a file from elsewhere
         raise ValueError(f"no shipped policy {name!r}; available: {have or 'none yet'}")
     return load_policy(path, **policy_kwargs)
 

@@ -20,7 +20,6 @@ the checkpoint (``ckpt["pegnn"]``).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -221,6 +220,10 @@ def check_config(cfg: Mapping) -> None:
         for path, v in leaves(pat):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 fail(path, v, "a positive int" if lo else "a non-negative int")
+    for pat in ("train.seed", "data.seed", "data.val_seed"):
+        for path, v in leaves(pat):     # numpy's (and so Lightning's seed_everything's) range
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2 ** 32:
+                fail(path, v, "an int in [0, 2**32 - 1]")
     for pat in _POSITIVE_NUMBERS:
         for path, v in leaves(pat):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
@@ -237,9 +240,11 @@ def check_config(cfg: Mapping) -> None:
              "drop_last: a larger one leaves no training batch)")
     if t.get("max_time") is not None:
         try:
-            max_time_seconds(t["max_time"])
+            secs = max_time_seconds(t["max_time"])
         except (TypeError, ValueError):
-            fail("train.max_time", t["max_time"], "null or DD:HH:MM:SS, e.g. 00:01:30:00")
+            secs = None
+        if secs is None or secs <= 0:   # a zero budget ends the run before its first checkpoint
+            fail("train.max_time", t["max_time"], "null or a positive DD:HH:MM:SS, e.g. 00:01:30:00")
     if t.get("init"):
         _read_weights(t["init"])
     if t.get("strategy") is not None:
@@ -250,16 +255,17 @@ def check_config(cfg: Mapping) -> None:
     if "snrs" in d:
         v = d["snrs"]
         if (not isinstance(v, (list, tuple)) or not v
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-            fail("data.snrs", v, "a non-empty list of SNRs in dB, e.g. [0, 10, 20]")
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and -100 <= x <= 100 for x in v)):
+            # beyond ±100 dB the noise variance under- or overflows float32 (NaN fails the test too)
+            fail("data.snrs", v, "a non-empty list of SNRs in dB within [-100, 100], e.g. [0, 10, 20]")
     if d.get("noise_feature") is not None:
         from .policies import NOISE_FEATURES
         if d["noise_feature"] not in NOISE_FEATURES:
             fail("data.noise_feature", d["noise_feature"], f"one of {list(NOISE_FEATURES)}")
     if d.get("channel") is not None:
-        from .data import MODELS
-        if d["channel"] not in MODELS:
-            fail("data.channel", d["channel"], f"one of {sorted(MODELS)}")
+        from .data import mimo_models
+        if d["channel"] not in mimo_models():
+            fail("data.channel", d["channel"], f"one of {mimo_models()}")
     if "name" in run:
         name = str(run["name"])
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int
+from pegnn.config import TaskArgumentParser, out_file, positive_int, snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more TECFP policies")
     ap.add_argument("--sizes", nargs="*", default=["16,8", "32,16", "32,8"], metavar="N_T,K")
     ap.add_argument("--n-test", type=positive_int, default=100)
-    ap.add_argument("--snrs", type=float, nargs="*", default=[0, 10, 20, 30, 40])
+    ap.add_argument("--snrs", type=snr_db, nargs="+", default=[0, 10, 20, 30, 40])
     ap.add_argument("--out", type=out_file, default=str(ROOT / "results" / "precoding" / "full_load.json"))
     args = ap.parse_task(argv)
     try:

@@ -98,6 +98,9 @@ def ofdma_gains(n: int, K: int, seed: int, r_min: float = 35.0, r_max: float = 2
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
             raise ValueError(f"ofdma_gains: {name} must be a {'non-negative' if name == 'seed' else 'positive'} "
                              f"int, got {v!r}")
+    from pegnn.wireless.rates import check_reals
+    check_reals("ofdma_gains", r_min=r_min, r_max=r_max, pl_b=pl_b, s0_bps=s0_bps, rho_max=rho_max,
+                db=dict(pl_a=pl_a, P_max_dbm=P_max_dbm, N0_dbm_hz=N0_dbm_hz))
     if not 0 < r_min <= r_max:
         raise ValueError(f"ofdma_gains: need 0 < r_min <= r_max, got r_min={r_min}, r_max={r_max}")
     if not 0 < rho_max <= 1:

@@ -91,6 +91,9 @@ def d2d_channels(n: int, K: int, seed: int, density: float = 2e-4, side: float |
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
             raise ValueError(f"d2d_channels: {name} must be a {'non-negative' if name == 'seed' else 'positive'} "
                              f"int, got {v!r}")
+    from pegnn.wireless.rates import check_reals
+    check_reals("d2d_channels", density=density, side=1.0 if side is None else side, d_min=d_min, d_max=d_max,
+                pl_b=pl_b, db=dict(pl_a=pl_a, P_max_dbm=P_max_dbm, noise_dbm=noise_dbm))
     if not 0 < d_min <= d_max:
         raise ValueError(f"d2d_channels: need 0 < d_min <= d_max, got d_min={d_min}, d_max={d_max}")
     if side is None:

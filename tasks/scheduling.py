@@ -58,7 +58,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pegnn.config import TaskArgumentParser, check_writable, out_file, non_negative_int, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, non_negative_int, path_arg, positive_int, snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_scheduling.yaml"
@@ -119,6 +119,10 @@ def _check(cfg: dict) -> None:
                          f"got {cfg['train']['loss']!r}")
     if sz["K"] > sz["K_tilde"]:
         raise ValueError(f"sizes.K: cannot schedule K = {sz['K']} of K_tilde = {sz['K_tilde']} candidates")
+    for name in ("shard_size", "threads"):       # 0 must not read as "the default"
+        v = lab[name]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"labels.{name}: must be null or a positive int, got {v!r}")
     from tasks.labels import PRECODERS
     if lab["precoder"] not in PRECODERS:
         raise ValueError(f"labels.precoder: unknown precoder {lab['precoder']!r}; expected one of {list(PRECODERS)}")
@@ -292,7 +296,7 @@ def main(argv=None) -> int:
                                 "--refine alone: none)")
         if name == "fig7":
             q.add_argument("--n-test", type=positive_int, default=50, help="test drops per point")
-            q.add_argument("--snr", type=float, default=20.0, help="SNR in dB")
+            q.add_argument("--snr", type=snr_db, default=20.0, help="SNR in dB")
             q.add_argument("--channel", default="uma", choices=["uma", "rayleigh"])
             q.add_argument("--precoders", default="mmse,tecfp", help="comma list of mmse, wmmse, tecfp")
             q.add_argument("--refine", type=positive_int, nargs="*", default=[], metavar="S",
@@ -322,9 +326,6 @@ def main(argv=None) -> int:
             else:
                 pol = _policy(args)
             if args.cmd == "fig7":
-                import math
-                if not math.isfinite(args.snr):
-                    raise ValueError(f"--snr: expected a finite number of dB, got {args.snr}")
                 out = check_writable(args.out or ROOT / "results" / "scheduling" / "fig7", "--out")
                 r = fig7(pol, args.n_test, out, names, args.tecfp, args.snr, args.channel, refine=tuple(args.refine))
                 for var, rows in r["sweeps"].items():

@@ -108,6 +108,9 @@ def test_a_precoder_of_another_signature_is_named():
     with pytest.raises(ValueError, match=r"precoder\(H_sub, noise_var\) failed .*lambda H, s: zf\(H\)"):
         greedy_schedule(H, 0.1, 3, zf)
     assert greedy_schedule(H, 0.1, 3, lambda H, s: zf(H)).sum(1).tolist() == [3, 3]
+    H[:, 4] = 0                                                    # an inactive user: not a signature problem
+    with pytest.raises(ValueError, match="failed on a candidate set of users .*zero.*needs a nonzero channel"):
+        greedy_schedule(H, 0.1, 3, pegnn.wireless.mmse)
 
 
 def test_graphs_of_another_spec_empty_batches_and_non_tensor_outputs_are_named():
@@ -122,3 +125,33 @@ def test_graphs_of_another_spec_empty_batches_and_non_tensor_outputs_are_named()
     ch = pegnn.wireless.ris_channels(2, seed=0)
     with pytest.raises(ValueError, match="out must be tensors"):
         pegnn.wireless.ris_rate(ch, (1, 2, 3))
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: pegnn.wireless.ris_channels(2, seed=0, kappa=float("nan")), "ris_channels: kappa must be a finite number"),
+    (lambda: pegnn.wireless.ris_channels(2, seed=0, d_ue_ris=float("inf")), "d_ue_ris must be a finite number"),
+    (lambda: pegnn.wireless.ris_channels(2, seed=0, P_max_dbm=1e6), "P_max_dbm must be a level within ±300 dB"),
+    (lambda: pegnn.wireless.ris_channels(2, seed=0, noise_dbm="x"), "noise_dbm must be a finite number"),
+    (lambda: pegnn.wireless.ris_channels(2, seed=1.5), "seed must be None or a non-negative int"),
+    (lambda: __import__("tasks.power_control").power_control.d2d_channels(2, 3, 0, pl_a=float("nan")),
+     "d2d_channels: pl_a must be a finite number"),
+    (lambda: __import__("tasks.power_control").power_control.d2d_channels(2, 3, 0, side="abc"),
+     "d2d_channels: side must be a finite number, got 'abc'"),
+    (lambda: __import__("tasks.ofdma").ofdma.ofdma_gains(2, 3, 0, pl_b=float("inf")),
+     "ofdma_gains: pl_b must be a finite number"),
+])
+def test_non_finite_channel_parameters_are_named(make, fragment):
+    """A NaN distance or path-loss constant gave NaN channels (or an error about the load)."""
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
+        make()
+
+
+def test_pretrained_takes_a_shipped_name_not_a_path(tmp_path):
+    from pegnn.policies import CHECKPOINTS
+    import shutil
+    shutil.copy(CHECKPOINTS / "tecfp.pt", tmp_path / "evil.pt")
+    rel = Path("..") / ".." / tmp_path.relative_to(tmp_path.anchor)
+    for name in ("nope", str(Path("..") / Path(*[".."] * 8) / rel / "evil")):
+        with pytest.raises(ValueError, match=r"no shipped policy .*; available: \[.*'ris_gnn'"):
+            pegnn.pretrained(name)
+    assert pegnn.pretrained("tecfp") is not None

@@ -219,6 +219,8 @@ def test_inspect_reports_the_models_parameter_count(capsys):
     assert rc == 0 and f"{want:,} parameters" in out
     rc, out, err = run(capsys, "inspect", str(path), "--layers", "0")
     assert rc == 2 and "--layers: expected a positive int" in err
+    rc, out, err = run(capsys, "inspect", str(path), "--layers", "100000000")   # was a silent hang
+    assert rc == 2 and "--layers: expected at most 1000 layers" in err and err.count("\n") == 1
 
 
 def test_empty_spec_file_says_so(capsys, tmp_path):

@@ -35,6 +35,9 @@ def test_full_load_writes_ratios_and_stream_counts(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("argv, fragment", [(["--sizes", "16"], "--sizes"),
                                             (["--checkpoint", "nofile"], "NAME=FILE"),
                                             (["--checkpoint", "x=missing.pt"], "no such policy file"),
-                                            (["--out", "/proc/x/fl.json"], "out")])
+                                            (["--out", "/proc/x/fl.json"], "out"),
+                                            (["--snrs", "nan"], "--snrs: expected an SNR in dB"),
+                                            (["--snrs", "1000"], "within [-100, 100]"),
+                                            (["--snrs"], "--snrs: expected at least one argument")])
 def test_bad_input_is_one_line_exit_2(argv, fragment, capsys):
     assert fragment in usage_error(main, argv, capsys)

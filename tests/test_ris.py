@@ -433,3 +433,21 @@ def test_no_rank_one_precoder_passes_the_one_ue_bound():
     b = torch.nn.functional.one_hot(best, 3).to(C128)[:, None, None, :]
     se = ris_rate(ch, (normalize_power(h_best.conj()[:, None, :, None] @ b, 3.0), theta_best))
     assert torch.allclose(se, one.se.max(-1).values, rtol=1e-9)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda ch: ris_bcd(ch, max_iter=-1), "max_iter must be a non-negative int"),
+    (lambda ch: ris_bcd(ch, max_iter=2.5), "max_iter must be a non-negative int"),
+    (lambda ch: ris_bcd(ch, tol=float("nan")), "tol must be a finite number >= 0"),
+    (lambda ch: ris_bcd(ch, n_rf=0), r"n_rf must be an int in \[1, N_B = 4\]"),
+    (lambda ch: ris_bcd(ch, n_rf=100), r"n_rf must be an int in \[1, N_B = 4\]"),
+    (lambda ch: ris_rate(ch, ris_bcd(ch, max_iter=0), weights=torch.full((3,), float("nan"))), "weights must be finite"),
+    (lambda ch: ris_rate(ch, ris_bcd(ch, max_iter=0), weights=-torch.ones(3)), "weights must be finite, >= 0"),
+    (lambda ch: ris_rate(ch, ris_bcd(ch, max_iter=0), weights=torch.ones(5)), r"of shape \[U\] = \[3\]"),
+])
+def test_bcd_and_rate_arguments_are_checked(call, fragment):
+    """Were accepted: a NaN tolerance, n_rf = 0 (SE 0), negative weights (negative rates)."""
+    from pegnn.wireless.ris_channels import ris_channels
+    ch = ris_channels(2, seed=0, K=3, N_B=4, N_RF=2, N_RE=4)
+    with pytest.raises(ValueError, match=fragment):
+        call(ch)

@@ -295,6 +295,9 @@ def test_fig7_sweep_writes_json_and_plot(tmp_path, monkeypatch, one_thread):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["fig7", "--snr", "nan"], "--snr"),
+    (["fig7", "--snr", "1000"], "--snr: expected an SNR in dB within [-100, 100]"),
+    (["labels", "labels.shard_size=0"], "labels.shard_size: must be null or a positive int, got 0"),
+    (["labels", "labels.threads=0"], "labels.threads: must be null or a positive int, got 0"),
     (["fig7", "--n-test", "0"], "--n-test"),
 ])
 def test_fig7_bad_input_is_one_line_exit_2(tmp_path, argv, fragment):

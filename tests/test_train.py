@@ -48,19 +48,29 @@ def test_config_values_must_have_their_defaults_kind_and_range(tmp_path, capsys)
                     ("train.batch_size=2.5", "train.batch_size: expected an integer"),
                     ("model.norm=3", "model.norm: expected true or false"),
                     ("data.snrs=5", "data.snrs: expected a list"),
-                    ("model=3", "model: expected a section")]:
+                    ("model=3", "model: expected a section"),
+                    ("sizes.N_T=null", "sizes.N_T: expected a value like its default 32, got null"),
+                    ("train.seed=", "train.seed: expected a value like its default 0, got null"),
+                    ("run.out=", "run.out: expected a value like its default"),
+                    ("model.norm=", "model.norm: expected a value like its default True"),
+                    ("spec=", "spec: expected a value like its default")]:
         with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
             load_config({}, [ov], defaults=DEFAULTS)
-    cfg = load_config({}, ["train.lr=1", "run.name=7", "train.max_time=null"], defaults=DEFAULTS)
+    cfg = load_config({}, ["train.lr=1", "run.name=7", "train.max_time=null", "train.grad_clip="], defaults=DEFAULTS)
     assert cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float) and cfg["run"]["name"] == "7"
     check_config(cfg)
     for ov, msg in [("sizes.K=-1", "sizes.K: must be a positive int, got -1"),
                     ("model.hidden=0", "model.hidden: must be a positive int"),
-                    ("sizes.N_T=null", "sizes.N_T: must be a positive int, got None"),
                     ("train.lr=0", "train.lr: must be a positive number"),
                     ("train.lr_decay_at=1.5", "train.lr_decay_at: must be a fraction"),
                     ("train.grad_clip=-1", "train.grad_clip: must be null or a non-negative number"),
-                    ("train.workers=-2", "train.workers: must be a non-negative int")]:
+                    ("train.workers=-2", "train.workers: must be a non-negative int"),
+                    ("train.seed=-1", r"train.seed: must be an int in \[0, 2\*\*32 - 1\], got -1"),
+                    ("data.val_seed=4294967296", "data.val_seed: must be an int in"),
+                    ("train.max_time=00:00:00:00", "train.max_time: must be null or a positive DD:HH:MM:SS"),
+                    ("data.snrs=[0,1000]", r"data.snrs: must be a non-empty list of SNRs in dB within \[-100, 100\]"),
+                    ("data.channel=ris", r"data.channel: must be one of \['rayleigh', 'uma'\], got 'ris'"),
+                    ("data.channel=correlated_rayleigh", "data.channel: must be one of")]:
         with pytest.raises(ValueError, match=msg):
             check_config(load_config({}, [ov], defaults=DEFAULTS))
     # the CLI says so in one line, exit 2, before generating any data
@@ -205,9 +215,9 @@ def test_check_config_refuses_what_would_fail_after_the_data_is_made(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a checkpoint\n" * 20)
     for ov, msg in [("train.batch_size=1000 data.n_train=64", "train.batch_size: must be at most data.n_train = 64"),
-                    ("train.max_time=abc", "train.max_time: must be null or DD:HH:MM:SS"),
+                    ("train.max_time=abc", "train.max_time: must be null or a positive DD:HH:MM:SS"),
                     # YAML 1.1 would read 1:30 as the base-60 int 90; the error must quote what was typed
-                    ("train.max_time=1:30", "train.max_time: must be null or DD:HH:MM:SS, e.g. 00:01:30:00, got '1:30'"),
+                    ("train.max_time=1:30", "train.max_time: must be null or a positive DD:HH:MM:SS, e.g. 00:01:30:00, got '1:30'"),
                     (f"train.init={tmp_path / 'nope.pt'}", "train.init: no such file"),
                     (f"train.init={notes}", "is not a policy .pt or a Lightning .ckpt"),
                     ("train.strategy=foo", "train.strategy: must be null or one of Lightning's strategies"),

@@ -132,6 +132,19 @@ def _positive(fn: str, name: str, x) -> float:
     return float(x)
 
 
+def check_reals(fn: str, db: dict | None = None, **values) -> None:
+    """Refuse, in one line, a channel parameter that is not a finite real number, and a
+    level in dB (the ``db`` mapping) beyond ±300 dB, where 10^(x/10) overflows a float.
+    Channel generators call it first: a NaN distance or path-loss constant would
+    otherwise give NaN channels, or a misleading error far from its cause."""
+    for name, x in {**values, **(db or {})}.items():
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise ValueError(f"{fn}: {name} must be a finite number, got {x!r}")
+    for name, x in (db or {}).items():
+        if abs(x) > 300:
+            raise ValueError(f"{fn}: {name} must be a level within ±300 dB, got {x!r}")
+
+
 def _non_negative_int(fn: str, name: str, x) -> int:
     if isinstance(x, bool) or not isinstance(x, int) or x < 0:
         raise ValueError(f"{fn}: {name} must be a non-negative int, got {x!r}")

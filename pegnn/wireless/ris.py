@@ -379,7 +379,11 @@ def ris_rate(channels, out, *, noise_var=None, weights=None, per_user=False) -> 
     if per_user:
         return rates
     if weights is not None:
-        rates = rates * torch.as_tensor(weights, dtype=rates.dtype, device=rates.device)
+        w = torch.as_tensor(weights, dtype=rates.dtype, device=rates.device)
+        if w.shape not in ((U,), (B, U)) or not (torch.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError(f"ris_rate: weights must be finite, >= 0 and of shape [U] = [{U}] or [B, U] = "
+                             f"[{B}, {U}], got shape {tuple(w.shape)}")
+        rates = rates * w
     return rates.sum(-1)
 
 

@@ -210,6 +210,11 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
             raise ValueError(f"ris_channels: {name} must be a positive int, got {v!r}")
     if N_RF > N_B:
         raise ValueError(f"ris_channels: need N_RF <= N_B, got N_RF={N_RF}, N_B={N_B}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"ris_channels: seed must be None or a non-negative int, got {seed!r}")
+    from .rates import check_reals
+    check_reals("ris_channels", kappa=kappa, kappa_direct=kappa_direct, d_bs_ris=d_bs_ris, d_ue_ris=d_ue_ris,
+                ue_radius=ue_radius, db=dict(P_max_dbm=P_max_dbm, noise_dbm=noise_dbm, direct_loss_db=direct_loss_db))
     if kappa < 0 or kappa_direct < 0 or min(d_bs_ris, d_ue_ris, ue_radius) <= 0:
         raise ValueError("ris_channels: kappa, kappa_direct >= 0 and distances > 0")
     if ris_path_loss is not None and (len(ris_path_loss) != 2

@@ -31,9 +31,10 @@ def _call_precoder(fn: str, precoder, H_sub: torch.Tensor, s2: torch.Tensor) -> 
                          f"got {type(precoder).__name__}")
     try:
         V = precoder(H_sub, s2)
-    except (TypeError, ValueError) as e:   # often a precoder of another signature, e.g. zf(H, P_T)
-        raise ValueError(f"{fn}: precoder(H_sub, noise_var) failed ({e}); the precoder is called with the "
-                         "selected channels and their noise variances, e.g. mmse, or lambda H, s: zf(H)") from e
+    except (TypeError, ValueError) as e:   # a precoder of another signature, e.g. zf(H, P_T), or bad channels
+        raise ValueError(f"{fn}: precoder(H_sub, noise_var) failed on a candidate set of users ({e}); it is "
+                         "called with the selected channels and their noise variances, e.g. mmse, or "
+                         "lambda H, s: zf(H), and every candidate needs a nonzero channel") from e
     if isinstance(V, tuple):
         V = V[0]
     if not isinstance(V, torch.Tensor) or tuple(V.shape[:2]) != tuple(H_sub.shape[:2]) \
