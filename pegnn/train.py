@@ -264,8 +264,9 @@ def check_config(cfg: Mapping) -> None:
             fail("data.noise_feature", d["noise_feature"], f"one of {list(NOISE_FEATURES)}")
     if d.get("channel") is not None:
         from .data import mimo_models
-        if d["channel"] not in mimo_models():
-            fail("data.channel", d["channel"], f"one of {mimo_models()}")
+        models = mimo_models()
+        if d["channel"] not in models:
+            fail("data.channel", d["channel"], f"one of {models}")
     if "name" in run:
         name = str(run["name"])
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:

@@ -89,6 +89,14 @@ def _meta(problem, channels_key, precoder_id, k, snrs, first, stop) -> dict:
     return meta
 
 
+def check_counts(shard_size: int | None, threads: int | None) -> None:
+    """``labels.shard_size`` and ``labels.threads``: null (the default) or a positive int;
+    a 0 must not read as "the default"."""
+    for name, v in (("shard_size", shard_size), ("threads", threads)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"labels.{name}: must be null or a positive int, got {v!r}")
+
+
 def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: str = "mmse", *,
                   channels_key: str, snrs: Sequence[float] | None = None, tecfp=None,
                   shard_size: int | None = None, batch: int | None = None, shard: int | None = None,
@@ -120,9 +128,7 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
         raise ValueError(f"labels: k must be an int in [1, K̃ = {Kt}], got {k!r}")
     if noise_var.shape != (n,):
         raise ValueError(f"labels: noise_var must have shape [{n}], got {tuple(noise_var.shape)}")
-    for name, v in (("shard_size", shard_size), ("threads", threads)):   # 0 is not "the default"
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"labels.{name}: must be null or a positive int, got {v!r}")
+    check_counts(shard_size, threads)
     ranges = shard_ranges(n, shard_size or _SHARD[precoder])
     if shard is not None:
         if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < len(ranges):

@@ -119,11 +119,8 @@ def _check(cfg: dict) -> None:
                          f"got {cfg['train']['loss']!r}")
     if sz["K"] > sz["K_tilde"]:
         raise ValueError(f"sizes.K: cannot schedule K = {sz['K']} of K_tilde = {sz['K_tilde']} candidates")
-    for name in ("shard_size", "threads"):       # 0 must not read as "the default"
-        v = lab[name]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"labels.{name}: must be null or a positive int, got {v!r}")
-    from tasks.labels import PRECODERS
+    from tasks.labels import PRECODERS, check_counts
+    check_counts(lab["shard_size"], lab["threads"])
     if lab["precoder"] not in PRECODERS:
         raise ValueError(f"labels.precoder: unknown precoder {lab['precoder']!r}; expected one of {list(PRECODERS)}")
     if lab["precoder"] == "tecfp":   # load it now: a bad path fails before the channels are made

@@ -301,10 +301,9 @@ def ris_bcd(channels, weights=None, max_iter: int = 200, tol: float = 1e-3, init
         raise ValueError(f"ris_bcd: tol must be a finite number >= 0, got {tol!r}")
     ch = as_ris_channels(channels, noise_var=noise_var, P_max=P_max)
     out_dtype = ch.h_d.dtype
-    n_b = ch.h_d.shape[-1]
-    if n_rf is not None and (isinstance(n_rf, bool) or not isinstance(n_rf, int) or not 1 <= n_rf <= n_b):
-        raise ValueError(f"ris_bcd: n_rf must be an int in [1, N_B = {n_b}], got {n_rf!r}")
     B, M, U, N_B = ch.h_d.shape
+    if n_rf is not None and (isinstance(n_rf, bool) or not isinstance(n_rf, int) or not 1 <= n_rf <= N_B):
+        raise ValueError(f"ris_bcd: n_rf must be an int in [1, N_B = {N_B}], got {n_rf!r}")
     f64 = dict(dtype=torch.float64, device=ch.h_d.device)
     sigma = _per_sample(ch.noise_var, B, ch.h_d.real.double()).sqrt()
     P = _per_sample(ch.P_max, B, sigma).clone()
