@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from .config import TaskArgumentParser, positive_int
+from .config import TaskArgumentParser, out_of_memory, positive_int
 from .graph import build_graph, resolve_sizes
 from .plan import plan as make_plan
 from .spec import ProblemSpec, SpecError, load_spec
@@ -211,11 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `pegnn inspect ... | head`
         return 0
     except (MemoryError, RuntimeError) as e:  # e.g. --sizes re=10**11: torch cannot allocate the graph
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+        what = out_of_memory(e)
+        if what is None:
             raise
-        import re
-        need = re.search(r"allocate (\d+) bytes", str(e))
-        what = f"one tensor alone needs {int(need.group(1)) / 2**30:,.0f} GiB" if need else type(e).__name__
         print(f"error: pegnn {args.command}: out of memory for these --sizes/--hidden ({what}); "
               f"expected sizes that fit in memory", file=sys.stderr)
         return EXIT_USAGE

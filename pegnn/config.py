@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import re
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from typing import Mapping, Sequence
 import yaml
 
 __all__ = ["ConfigError", "load_config", "apply_overrides", "dump_config", "positive_int", "non_negative_int",
-           "path_arg", "out_file", "check_writable", "TaskArgumentParser"]
+           "path_arg", "out_file", "check_writable", "TaskArgumentParser", "out_of_memory", "task_main"]
 
 
 class ConfigError(ValueError):
@@ -283,3 +284,36 @@ class TaskArgumentParser(argparse.ArgumentParser):
         if args.threads is not None or getattr(args, "cmd", None) not in untimed:
             set_threads(1 if args.threads is None else args.threads)
         return args
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """What an allocation failure needed, in one phrase ("one tensor alone needs 931 GiB"),
+    or None when ``e`` is not one. torch's CPU allocator raises a RuntimeError
+    ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes"), numpy
+    a MemoryError subclass; both come from sizes too large for this machine."""
+    if not isinstance(e, MemoryError) and not (isinstance(e, RuntimeError) and "allocate" in str(e)):
+        return None
+    need = re.search(r"allocate (\d+) bytes", str(e))
+    return f"one tensor alone needs {int(need.group(1)) / 2**30:,.0f} GiB" if need else type(e).__name__
+
+
+def task_main(main):
+    """Decorator for a task's ``main(argv) -> int``: an allocation failure (a config whose
+    sizes do not fit in memory, ``sizes.N_T=100000000``) is one line on stderr and exit
+    status 2, like every other user error of the tasks, instead of torch's traceback.
+    A process killed by the kernel's OOM killer (sizes that fit in virtual memory but not
+    in RAM) never gets here."""
+    @functools.wraps(main)
+    def wrapped(argv=None) -> int:
+        try:
+            return main(argv)
+        except (MemoryError, RuntimeError) as e:
+            what = out_of_memory(e)
+            if what is None:
+                raise
+            module = sys.modules[main.__module__]     # run with -m, __module__ is "__main__"
+            name = module.__spec__.name if getattr(module, "__spec__", None) else main.__module__
+            print(f"error: python -m {name}: out of memory ({what}); expected sizes, batch "
+                  f"sizes or counts that fit in this machine's memory", file=sys.stderr)
+            return 2
+    return wrapped

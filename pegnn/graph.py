@@ -42,7 +42,6 @@ import itertools
 import json
 import numbers
 from collections import OrderedDict
-from os import PathLike
 from typing import Iterable, Mapping
 
 import torch
@@ -50,7 +49,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .plan import Plan, plan as make_plan
-from .spec import ProblemSpec, SpecError, load_spec, parse_sizes
+from .spec import ProblemSpec, SpecError, as_spec, parse_sizes
 
 __all__ = ["SetGraph", "build_graph", "build_batch", "resolve_sizes", "state_axes", "STATE"]
 
@@ -157,15 +156,6 @@ def resolve_sizes(sizes: str | Mapping, source: str = "--sizes") -> dict:
     return dict(sizes)
 
 
-def _as_spec(spec) -> ProblemSpec:
-    """A spec, or the path of its YAML file."""
-    if isinstance(spec, ProblemSpec):
-        return spec
-    if isinstance(spec, (str, PathLike)):
-        return load_spec(spec)
-    raise TypeError(f"expected a ProblemSpec or the path of a spec YAML, got {type(spec).__name__}")
-
-
 # -------------------------------------------------------------- entries
 def _entries(S: _Sets, dims: tuple[str, ...]) -> Tensor:
     """Element tuples ``[n_entries, len(dims)]`` of a tensor, row-major, with ties."""
@@ -250,7 +240,7 @@ def build_graph(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
     The structure (everything but the input features) is cached per (spec, sizes,
     pairs), so building many samples of one size costs only their features.
     """
-    spec, sizes = _as_spec(spec), resolve_sizes(sizes, source)
+    spec, sizes = as_spec(spec), resolve_sizes(sizes, source)
     struct, S, coords = _structure(spec, sizes, plan, source, pairs)
     g = copy.copy(struct)
     _set_features(g, spec, S, coords, inputs)
@@ -265,7 +255,7 @@ def build_batch(spec: ProblemSpec, sizes: str | Mapping, inputs: Mapping[str, Te
     a scalar: ``[B]``). Equal to ``Batch.from_data_list([build_graph(...) for b])``.
     """
     from torch_geometric.data import Batch
-    spec, sizes = _as_spec(spec), resolve_sizes(sizes, source)
+    spec, sizes = as_spec(spec), resolve_sizes(sizes, source)
     struct, S, coords = _structure(spec, sizes, plan, source, pairs)
     _check_inputs(spec, {} if inputs is None else inputs)
     missing = sorted(set(spec.inputs) - set(inputs))

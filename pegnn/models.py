@@ -30,14 +30,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .graph import STATE, _as_spec, state_axes
+from .graph import STATE, state_axes
 from .nn.attention import ATTENTION_KINDS, SetAttention
 from .nn.hoe import HOE, HOE22
 from .nn.layout import Layout
 from .nn.mde import MDE, PATTERNS, pattern_terms
 from .nn.mdi import MDI, POOLINGS
 from .plan import plan as make_plan
-from .spec import ProblemSpec
+from .spec import ProblemSpec, as_spec
 
 __all__ = ["PEGNN", "PELayer", "TEPN", "TEUSN", "unbatch"]
 
@@ -159,7 +159,7 @@ class PEGNN(nn.Module):
                 raise ValueError(f"PEGNN: {name} must be one of {list(allowed)}, got {v!r}")
         if hidden % heads:
             raise ValueError(f"PEGNN: hidden ({hidden}) must be divisible by heads ({heads})")
-        spec = _as_spec(spec)                    # or the path of a spec YAML
+        spec = as_spec(spec)                    # or the path of a spec YAML
         self.spec, self.plan = spec, make_plan(spec)
         self.axes = state_axes(spec, self.plan)
         self.dense = dense

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from .spec import ProblemSpec
+from .spec import ProblemSpec, as_spec
 
 __all__ = ["Plan", "SetPlan", "OutputPlan", "plan"]
 
@@ -104,8 +104,10 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan(spec: ProblemSpec) -> Plan:
-    """Derive the symmetry group, TE modules, processors and recursion order."""
+def plan(spec: ProblemSpec | str) -> Plan:
+    """Derive the symmetry group, TE modules, processors and recursion order of a spec
+    (or of the spec YAML at a path)."""
+    spec = as_spec(spec)
     used = spec.used_sets()
     input_sets = spec.used_sets(spec.inputs.values())
     # a used set is a recursion set unless one of its descendants is used too

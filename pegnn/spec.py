@@ -33,6 +33,7 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -184,8 +185,20 @@ class ProblemSpec:
                 f"inputs={list(self.inputs)}, outputs={list(self.outputs)})")
 
 
+def as_spec(spec) -> ProblemSpec:
+    """A spec, or the path of its YAML file (what :func:`~pegnn.plan.plan`,
+    :func:`~pegnn.graph.build_graph` and :class:`~pegnn.models.PEGNN` take)."""
+    if isinstance(spec, ProblemSpec):
+        return spec
+    if isinstance(spec, (str, PathLike)):
+        return load_spec(spec)
+    raise TypeError(f"expected a ProblemSpec or the path of a spec YAML, got {type(spec).__name__}")
+
+
 def load_spec(path: str | Path) -> ProblemSpec:
     """Load and validate a YAML spec file. Raises :class:`SpecError`."""
+    if not isinstance(path, (str, PathLike)):
+        raise TypeError(f"load_spec: expected the path of a spec YAML (str or Path), got {type(path).__name__}")
     path = Path(path)
     src = str(path)
     try:
@@ -403,6 +416,8 @@ def parse_sizes(text: str, source: str = "--sizes") -> dict[str, int | list[int]
     Nested sets take an integer (same count in every parent) or a bracketed list
     of per-parent counts (ragged). Raises :class:`SpecError` on malformed text.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_sizes: expected text such as 'ue=3,ant_bs=8', got {type(text).__name__}")
     out: dict[str, int | list[int]] = {}
     parts, depth, cur = [], 0, ""
     for ch in text.strip():

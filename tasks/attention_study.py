@@ -55,3 +55,8 @@ def check_attention_override(cfg: dict) -> None:
     from pegnn.config import ConfigError
     if cfg["model"]["attention"] not in ("auto", "none", "all"):
         raise ConfigError(f"override: model.attention: expected auto, none or all, got {cfg['model']['attention']!r}")
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.attention_study", "python -m tasks.power_control or python -m tasks.ofdma")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int
+from pegnn.config import TaskArgumentParser, out_file, positive_int, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_precoding.yaml"
@@ -111,6 +111,7 @@ def _peak_child(variant: str, batch: int, reps: int) -> None:
     print(json.dumps({"peak_rss_mb": peak / 1024, "increase_mb": (peak - base) / 1024}))
 
 
+@task_main
 def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.bench engine", description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=positive_int, default=256)

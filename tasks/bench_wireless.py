@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int
+from pegnn.config import TaskArgumentParser, out_file, positive_int, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "results" / "bench" / "wireless.json"
@@ -172,6 +172,7 @@ def bench_greedy(args) -> dict:
     return res
 
 
+@task_main
 def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.bench wireless",
                                  description=__doc__.split("\n")[0])

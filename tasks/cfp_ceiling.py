@@ -60,3 +60,8 @@ def ceiling(policy, H, snrs, steps: int = 1500, lr: float = 1e-2, out: Path | No
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(r, indent=2) + "\n")
     return r
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.cfp_ceiling", "python -m tasks.precoding ceiling")

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int
+from pegnn.config import TaskArgumentParser, out_file, positive_int, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -305,6 +305,7 @@ def plot(res: dict, path: Path) -> None:
     fig.tight_layout(); fig.savefig(path, dpi=130); plt.close(fig)
 
 
+@task_main
 def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.complexity", description=__doc__.splitlines()[0])
     ap.add_argument("--specs", nargs="+", default=["ris_pr", "mimo_pm"], help=f"some of {sorted(BASE)}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int, snr_db
+from pegnn.config import TaskArgumentParser, out_file, positive_int, snr_db, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,7 @@ def full_load(policies: dict, sizes, n_test: int, snrs, N_R: int = 2, progress: 
     return out
 
 
+@task_main
 def main(argv=None) -> int:
     from pegnn.policies import load_named_policies, pretrained
     from tasks.precoding import GEN_SEED

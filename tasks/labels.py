@@ -181,3 +181,8 @@ def greedy_labels(H: torch.Tensor, noise_var: torch.Tensor, k: int, precoder: st
                 "ranges": [j[1]["range"] for j in jobs]}
         return (*out, info) if return_order else (out, info)
     return out
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.labels", "python -m tasks.scheduling labels")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,6 +195,7 @@ def load(path) -> MISOPolicy:
 
 
 # ---------------------------------------------------------------- command line
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     ap = TaskArgumentParser(prog="python -m tasks.miso_precoding", description=__doc__.split("\n\n")[0])

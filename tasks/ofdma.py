@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int, task_main
 from pegnn.policies import load_task_policy
 from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
 
@@ -362,6 +362,7 @@ def _plot(r: dict, path: Path, plt) -> None:
 
 
 # ---------------------------------------------------------------- CLI
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     ap = TaskArgumentParser(prog="python -m tasks.ofdma", description=__doc__.splitlines()[0])

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int, task_main
 from pegnn.policies import load_task_policy
 from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
 
@@ -367,6 +367,7 @@ def bench(gnn, gnn_all, out: Path, n: int = 500) -> dict:
 
 
 # ---------------------------------------------------------------- CLI
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     ap = TaskArgumentParser(prog="python -m tasks.power_control", description=__doc__.splitlines()[0])

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int, task_main
 from pegnn.wireless.rates import _non_negative_int
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +381,7 @@ def _policy(args):
     return pretrained("tecfp")
 
 
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     ap = TaskArgumentParser(prog="python -m tasks.precoding", description=__doc__.splitlines()[0])

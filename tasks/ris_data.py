@@ -179,3 +179,8 @@ def objective(samples, raw):
     out = RISPolicy.output_layer(raw, M, samples["P_max"])
     se = ris_rate((samples["h_d"], samples["G"], samples["h_r"], samples["noise_var"], samples["P_max"]), out)
     return -se.mean(), {"se": se.mean().detach()}
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.ris_data", "python -m tasks.ris_precoding")

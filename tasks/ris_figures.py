@@ -236,3 +236,8 @@ def _plot_fig5(res: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.ris_figures", "python -m tasks.ris_precoding evaluate or fig5")

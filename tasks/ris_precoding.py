@@ -50,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int
+from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int, task_main
 from tasks.ris_data import (REGIMES, ROOT, SPEC, channels, check_data, collate, mixed_K_dataset,
                             mixed_N_RE_dataset, objective, regime_kwargs, sample_dict, task_spec)
 
@@ -247,6 +247,7 @@ def _int_list(s: str) -> list[int]:
     return vals
 
 
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     from tasks.ris_figures import FIG6, evaluate, fig5     # here: ris_figures imports this module

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from pegnn.config import TaskArgumentParser, out_file, positive_int
+from pegnn.config import TaskArgumentParser, out_file, positive_int, task_main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG6_SEED = 3          # the drops of the Fig. 6 sweeps (tasks.ris_figures.evaluate)
@@ -131,6 +131,7 @@ def _plot(res: dict, policies, path: Path) -> None:
     plt.close(fig)
 
 
+@task_main
 def main(argv=None) -> int:
     from pegnn.policies import load_named_policies, pretrained
     ap = TaskArgumentParser(prog="python -m tasks.ris_streams", description=__doc__.splitlines()[0])

@@ -58,7 +58,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pegnn.config import TaskArgumentParser, check_writable, out_file, non_negative_int, path_arg, positive_int, snr_db
+from pegnn.config import (TaskArgumentParser, check_writable, non_negative_int, out_file, path_arg, positive_int,
+                          snr_db, task_main)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "tenn_scheduling.yaml"
@@ -261,6 +262,7 @@ def _policy(args):
     return pretrained("teus")
 
 
+@task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
     from tasks.scheduling_eval import LabelOracle, bench, evaluate, fig7, print_table

@@ -299,3 +299,8 @@ def print_table(r: dict) -> None:
     print("TEUS / Greedy (avg over SNR): " + ", ".join(f"{p} {v:.3f}" for p, v in r["teus_over_greedy"].items()))
     for m, ratios in r.get("refined_over_greedy", {}).items():
         print(f"{m} / Greedy (avg over SNR): " + ", ".join(f"{p} {v:.3f}" for p, v in ratios.items()))
+
+
+if __name__ == "__main__":
+    from tasks import not_a_command
+    not_a_command("tasks.scheduling_eval", "python -m tasks.scheduling evaluate")

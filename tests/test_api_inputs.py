@@ -155,3 +155,50 @@ def test_pretrained_takes_a_shipped_name_not_a_path(tmp_path):
         with pytest.raises(ValueError, match=r"no shipped policy .*; available: \[.*'ris_gnn'"):
             pegnn.pretrained(name)
     assert pegnn.pretrained("tecfp") is not None
+
+
+def test_wrong_argument_types_name_what_is_expected():
+    with pytest.raises(TypeError, match="load_spec: expected the path of a spec YAML"):
+        load_spec(None)
+    with pytest.raises(TypeError, match="parse_sizes: expected text"):
+        pegnn.parse_sizes(None)
+    with pytest.raises(TypeError, match="expected a ProblemSpec or the path"):
+        pegnn.plan({"sets": {}})
+    # a path works wherever a spec does
+    assert pegnn.plan(GRAPHS / "ris_pr.yaml") == pegnn.plan(load_spec(GRAPHS / "ris_pr.yaml"))
+
+
+def _H(B=2, K=4, N_R=2, N_T=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(B, K, N_R, N_T, generator=g), torch.randn(B, K, N_R, N_T, generator=g))
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda W: W.mmse(_H(), 1.0, P_T=1e300), "overflows torch.complex64 at P_T = 1e+300"),
+    (lambda W: W.zf(_H(), P_T=1e300), "overflows torch.complex64 at P_T = 1e+300"),
+    (lambda W: W.mmse(_H().to(torch.complex128) * 1e160, 1.0), "H has entries up to"),
+    (lambda W: W.zf(_H().to(torch.complex128) * 1e160), "H has entries up to"),
+    (lambda W: W.wmmse(_H(), 1.0, P_T=1e300), "leaves float64's range"),
+    (lambda W: W.wmmse(_H(), 1e-300), "leaves float64's range"),
+    (lambda W: W.sum_rate(_H().to(torch.complex128) * 1e100, W.mmse(_H(), 1.0), 1.0), "H has entries up to")])
+def test_extreme_scales_are_one_error_not_inf_or_linalg_errors(call, fragment):
+    """Overflowing powers and channels used to give inf precoders or torch's raw
+    `_LinAlgError`; each is now a ValueError saying what to rescale."""
+    with pytest.raises(ValueError, match=fragment.replace("+", r"\+").replace("(", r"\(")):
+        call(pegnn.wireless)
+
+
+def test_waterfilling_on_a_zero_channel_is_zero_not_nan():
+    from pegnn.wireless import waterfilling_capacity
+    H = _H(K=1)[:, 0]
+    H[1] = 0
+    c = waterfilling_capacity(H, 0.5, P_T=2.0)
+    assert c[1].item() == 0.0 and c[0].item() > 0
+    # the nonzero drop's capacity is the textbook one: log2 det(I + H Q H^H / s2) at the water level
+    H0 = H[0].to(torch.complex128)
+    lam = torch.linalg.eigvalsh(H0 @ H0.mH).clamp_min(0) / 0.5
+    lo, hi = 0.0, 2.0 + (1 / lam).sum().item()
+    for _ in range(200):                       # bisection on the water level
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (mid - 1 / lam).clamp_min(0).sum() < 2.0 else (lo, mid)
+    assert abs(torch.log2(1 + lam * (lo - 1 / lam).clamp_min(0)).sum().item() - c[0].item()) < 1e-9

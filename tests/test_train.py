@@ -335,3 +335,54 @@ def test_config_values_read_as_yaml_1_2_numbers():
              "1_000": 1000, "0x1f": 31, "1e-3": 1e-3, "5e-4": 5e-4, ".5": 0.5, "null": None, "true": True,
              "[0, 10, 20]": [0, 10, 20]}
     assert {k: _yaml(k) for k in cases} == cases
+
+
+def test_task_main_turns_allocation_failures_into_one_line(capsys):
+    """`task_main`: torch's CPU allocation failure is exit 2 and one line naming the size;
+    any other RuntimeError still propagates (a bug must not pass as a user error)."""
+    from pegnn.config import task_main
+
+    @task_main
+    def alloc(argv=None):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 1073741824000 bytes. Error code 12")
+
+    @task_main
+    def bug(argv=None):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    assert alloc() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory (one tensor alone needs 1,000 GiB)" in err[0], err
+    with pytest.raises(RuntimeError, match="shapes"):
+        bug()
+
+
+@pytest.mark.parametrize("module,overrides", [
+    ("tasks.power_control", ["sizes.K=1000000"]),
+    ("tasks.precoding", ["sizes.N_T=100000000", "data.channel=rayleigh"])])
+def test_task_sizes_too_large_for_memory_are_one_line(capsys, tmp_path, module, overrides):
+    """The error is one line after the data-generation progress bar (its lines start with
+    "generating"), not torch's traceback."""
+    import importlib
+    rc = importlib.import_module(module).main(["train", *overrides, "train.max_steps=1", f"run.out={tmp_path}"])
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("generating")]
+    assert rc == 2 and len(err) == 1 and "out of memory" in err[0] and f"python -m {module}" in err[0], err
+
+
+LIBRARY_MODULES = ["attention_study", "cfp_ceiling", "labels", "ris_data", "ris_figures", "scheduling_eval"]
+
+
+def test_every_task_module_is_a_command_or_says_which():
+    """`python -m tasks.<m>` either has a `main` or, for a library module, exits 2 with
+    one line naming the command that runs it (it used to exit 0 having done nothing)."""
+    names = sorted(p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__")
+    import importlib
+    assert sorted(LIBRARY_MODULES) == [m for m in names if not hasattr(importlib.import_module(f"tasks.{m}"), "main")]
+    r = subprocess.run([sys.executable, "-m", "tasks.labels"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and r.stderr.strip() == ("error: python -m tasks.labels: a library module, not a "
+                                                      "command; expected python -m tasks.scheduling labels"), r.stderr
+    for m in LIBRARY_MODULES:   # each names a command that exists
+        src = (ROOT / "tasks" / f"{m}.py").read_text()
+        assert f'not_a_command("tasks.{m}", "python -m tasks.' in src, m

@@ -29,15 +29,21 @@ def _stack_to_V(X: torch.Tensor, K: int) -> torch.Tensor:
     return X.reshape(B, N_T, K, KS // K).permute(0, 2, 3, 1)
 
 
-def _scale_to(X: torch.Tensor, P_T: float, fn: str) -> torch.Tensor:
-    """γ X with γ = sqrt(P_T / ||X||_F^2) per sample (the γ of eq. (6))."""
+def _scale_to(X: torch.Tensor, P_T: float, fn: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """γ X with γ = sqrt(P_T / ||X||_F^2) per sample (the γ of eq. (6)), in ``dtype``
+    (default X's). A P_T whose square root overflows ``dtype`` (1e300 in complex64) is a
+    ``ValueError``, not an infinite precoder."""
     power = X.abs().square().sum(dim=tuple(range(1, X.dim())))
     if not bool((torch.isfinite(power) & (power > 0)).all()):
         bad = (~(torch.isfinite(power) & (power > 0))).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{fn}: precoder has zero or non-finite power for samples {bad}; "
                          f"cannot scale it to P_T")
     gamma = (P_T / power).sqrt()
-    return X * gamma.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+    Y = (X * gamma.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)).to(dtype or X.dtype)
+    if not bool(torch.isfinite(torch.view_as_real(Y)).all()):
+        raise ValueError(f"{fn}: the precoder overflows {Y.dtype} at P_T = {P_T:g}; expected a smaller "
+                         f"P_T (rates depend on P_T/noise_var only: scale P_T and noise_var together)")
+    return Y
 
 
 def normalize_power(V: torch.Tensor, P_T: float = 1.0) -> torch.Tensor:
@@ -83,7 +89,7 @@ def zf(H: torch.Tensor, P_T: float = 1.0, rcond: float = 1e-10) -> torch.Tensor:
     L = torch.linalg.cholesky(gram)
     # X = Hs^H (Hs Hs^H)^{-1}, computed as (gram^{-1} Hs)^H (gram Hermitian)
     X = torch.cholesky_solve(Hs, L).mH
-    return _stack_to_V(_scale_to(X, P_T, fn), K).to(H.dtype)
+    return _stack_to_V(_scale_to(X, P_T, fn, H.dtype), K)
 
 
 def mmse(H: torch.Tensor, noise_var, P_T: float = 1.0) -> torch.Tensor:
@@ -110,7 +116,7 @@ def mmse(H: torch.Tensor, noise_var, P_T: float = 1.0) -> torch.Tensor:
     reg = (K * N_R * s2 / P_T)[:, None, None] * torch.eye(K * N_R, dtype=Hs.dtype, device=H.device)
     L = torch.linalg.cholesky(Hs @ Hs.mH + reg)
     X = torch.cholesky_solve(Hs, L).mH
-    return _stack_to_V(_scale_to(X, P_T, fn), K).to(H.dtype)
+    return _stack_to_V(_scale_to(X, P_T, fn, H.dtype), K)
 
 
 def cfp(H: torch.Tensor, A: torch.Tensor, U: torch.Tensor, noise_var,

@@ -78,14 +78,30 @@ def _check_finite(fn: str, name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{fn}: {name} contains NaN or Inf entries; expected finite values")
 
 
+MAX_CHANNEL = 1e60
+"""The largest channel magnitude the precoders and rates take: their Gram products
+(|H|^4 times the sizes) must stay inside float64 (~1e308). Channels in any physical unit
+are many orders below; rates depend on |H|^2 / noise_var only, so a channel this large
+can be scaled down together with the noise."""
+
+
 def _check_channel(fn: str, H, name: str = "H") -> torch.Tensor:
-    """``H`` as a finite complex tensor ``[B, K, N_R, N_T]``."""
+    """``H`` as a finite complex tensor ``[B, K, N_R, N_T]``, entries at most ``MAX_CHANNEL``."""
     H = _as_complex(fn, name, H)
     if H.dim() != 4 or min(H.shape) == 0:
         raise ValueError(f"{fn}: {name} must have shape [B, K, N_R, N_T] with nonzero sizes, "
                          f"got {tuple(H.shape)}")
     _check_finite(fn, name, H)
+    _check_magnitude(fn, name, H)
     return H
+
+
+def _check_magnitude(fn: str, name: str, H: torch.Tensor) -> None:
+    big = float(H.abs().max())
+    if big > MAX_CHANNEL:
+        raise ValueError(f"{fn}: {name} has entries up to {big:.1e} in magnitude; expected at most "
+                         f"{MAX_CHANNEL:.0e} (Gram products would overflow float64): rates depend on "
+                         f"|{name}|^2/noise_var only, so scale {name} and noise_var down together")
 
 
 def _check_precoder(fn: str, H: torch.Tensor, V, name: str = "V") -> torch.Tensor:
@@ -155,12 +171,21 @@ def _real(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
 
+def _not_pd(fn: str, what: str, dtype: torch.dtype) -> ValueError:
+    """The error for a covariance Cholesky cannot factor: in single precision an
+    ill-conditioned channel (cure: complex128); in double precision an SNR so extreme
+    (noise_var 1e-300, P_T 1e300) that its products leave float64's range."""
+    why = ("ill-conditioned channel; pass complex128 inputs" if dtype != torch.complex128 else
+           "the SNR |H|^2 P_T / noise_var leaves float64's range; expected P_T / noise_var within "
+           "about ±150 dB of 1 / |H|^2")
+    return ValueError(f"{fn}: {what} is not numerically positive definite in {dtype} ({why})")
+
+
 def _logdet_pd(M: torch.Tensor, fn: str) -> torch.Tensor:
     """log det of Hermitian positive-definite ``M`` (natural log), via Cholesky."""
     L, info = torch.linalg.cholesky_ex(M)
     if bool((info != 0).any()):
-        raise ValueError(f"{fn}: a covariance matrix is not numerically positive definite "
-                         f"(ill-conditioned channel in {M.dtype}); pass complex128 inputs")
+        raise _not_pd(fn, "a covariance matrix", M.dtype)
     return 2 * torch.log(L.diagonal(dim1=-2, dim2=-1).real).sum(-1)
 
 
@@ -184,8 +209,7 @@ def _rate_terms(H: torch.Tensor, V: torch.Tensor, s2: torch.Tensor, fn: str):
     omega = eye_r + torch.einsum("bkjrs,bkjts->bkrt", HT * off, HT.conj())
     L, info = torch.linalg.cholesky_ex(omega)
     if bool((info != 0).any()):
-        raise ValueError(f"{fn}: interference-plus-noise covariance is not numerically positive "
-                         f"definite in {H.dtype}; pass complex128 inputs")
+        raise _not_pd(fn, "the interference-plus-noise covariance", H.dtype)
     Z = torch.linalg.solve_triangular(L, S, upper=False)
     M = torch.eye(N_S, dtype=H.dtype, device=H.device) + Z.mH @ Z
     return S, L, Z, M
@@ -312,6 +336,7 @@ def waterfilling_capacity(H: torch.Tensor, noise_var, P_T: float = 1.0) -> torch
         raise ValueError(f"{fn}: H must have shape [B, N_R, N_T] or [B, 1, N_R, N_T] "
                          f"(one user), got {tuple(H.shape)}")
     _check_finite(fn, "H", H)
+    _check_magnitude(fn, "H", H)
     P_T = _positive(fn, "P_T", P_T)
     H = H.to(torch.complex128)
     s2 = _noise(fn, noise_var, H.shape[0], torch.float64, H.device)
@@ -322,5 +347,6 @@ def waterfilling_capacity(H: torch.Tensor, noise_var, P_T: float = 1.0) -> torch
     active = nu > inv  # true for a prefix of modes
     n_act = active.sum(-1, keepdim=True).clamp_min(1)
     level = nu.gather(-1, n_act - 1)
-    p = (level - inv).clamp_min(0)
+    # modes with lam = 0 get no power (level - inf would be NaN; an all-zero channel has capacity 0)
+    p = torch.where(lam > 0, (level - inv).clamp_min(0), torch.zeros_like(lam))
     return torch.log2(1 + lam * p).sum(-1)
