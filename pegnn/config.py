@@ -290,11 +290,14 @@ def out_of_memory(e: BaseException) -> str | None:
     """What an allocation failure needed, in one phrase ("one tensor alone needs 931 GiB"),
     or None when ``e`` is not one. torch's CPU allocator raises a RuntimeError
     ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes"), numpy
-    a MemoryError subclass; both come from sizes too large for this machine."""
+    and :func:`pegnn.data.cached` a MemoryError with a message; all come from sizes too
+    large for this machine."""
     if not isinstance(e, MemoryError) and not (isinstance(e, RuntimeError) and "allocate" in str(e)):
         return None
     need = re.search(r"allocate (\d+) bytes", str(e))
-    return f"one tensor alone needs {int(need.group(1)) / 2**30:,.0f} GiB" if need else type(e).__name__
+    if need:
+        return f"one tensor alone needs {int(need.group(1)) / 2**30:,.0f} GiB"
+    return str(e) if isinstance(e, MemoryError) and str(e) else type(e).__name__
 
 
 def task_main(main):

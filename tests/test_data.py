@@ -125,3 +125,22 @@ def test_cached_argument_errors(tmp_path, kw, word):
     args = {**dict(problem="p", model="rayleigh", n=8, seed=0, block=4), **kw}
     with pytest.raises(ValueError, match=word):
         cached(sizes=SMALL, cache=tmp_path, progress=False, **args)
+
+
+def test_a_data_set_larger_than_ram_is_refused_after_one_block(tmp_path, monkeypatch):
+    """Blocks that each fit but whose whole does not: a MemoryError naming the size
+    after the first block, not hours of generation ended by the OOM killer."""
+    import pegnn.data as data
+    calls = []
+
+    def big(n, seed, block_index, N):
+        calls.append(block_index)
+        return {"x": torch.zeros(n, N)}, {}
+
+    monkeypatch.setitem(data.MODELS, "big_test", data._Model(big, 10, lambda: {}))
+    monkeypatch.setattr(data, "_physical_memory", lambda: 2**30)        # a 1 GiB machine
+    with pytest.raises(MemoryError, match=r"1000000 samples of these sizes need 3.7 GiB while generated, "
+                                          r"this machine has 1.0 GiB"):
+        cached("p", "big_test", 1_000_000, sizes={"N": 500}, cache=tmp_path, progress=False)
+    assert calls == [0]
+    assert len(cached("p", "big_test", 100, sizes={"N": 500}, cache=tmp_path, progress=False)) == 100
