@@ -11,7 +11,7 @@ from .spec import ProblemSpec, SpecError, load_spec, parse_sizes
 from .plan import Plan, plan
 from .graph import SetGraph, build_batch, build_graph
 from .models import PEGNN, TEPN, TEUSN, unbatch
-from .policies import pretrained
+from .policy_files import pretrained
 from . import wireless      # pegnn.wireless.ris_channels(...) etc.; cheap (Sionna loads on first UMa use)
 
 __all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_sizes", "Plan", "plan",

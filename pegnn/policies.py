@@ -1,16 +1,14 @@
-"""Trained policies on plain tensors, and the checkpoints shipped with pegnn.
+"""Trained policies on plain tensors: a :class:`~pegnn.models.PEGNN` wrapped so that it
+maps channels to decisions (TECFP, TEUS, the RIS GNN), with the input features they share.
 
     policy = pegnn.pretrained("tecfp")
     V = policy(H, noise_var)           # H [B, K, N_R, N_T] complex → V [B, K, N_R, N_T], power 1
 
-A policy file (``pegnn/checkpoints/<name>.pt``) is small and self-contained: the
-spec (as a dict), the model config, the weights, and the run's git revision, seed
-and measured metrics — so it loads without the YAML files of ``graphs/``.
+Saving, loading and the shipped checkpoints: :mod:`pegnn.policy_files`.
 """
 from __future__ import annotations
 
 import numbers
-from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -23,11 +21,9 @@ from .wireless.rates import _non_negative_int
 from .wireless.ris import rf_assignment
 from .wireless.scheduling import _check_k
 
-__all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "pretrained", "compile_policy", "save_policy", "load_policy",
-           "load_named_policies", "read_policy_file", "load_task_policy", "noise_input", "finite_outputs",
-           "mmse_input", "tenn_inputs", "MMSE_INPUT", "CHECKPOINTS"]
+__all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
+           "MMSE_INPUT", "compile_policy"]
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 NOISE_FEATURES = ("sigma2", "snr")
 
 
@@ -235,88 +231,6 @@ class TEUSPolicy:
         return chosen
 
 
-_KINDS = {"tecfp": TECFPPolicy, "teus": TEUSPolicy}
-
-
-def save_policy(path: str | Path, kind: str, model: PEGNN, info: Mapping | None = None,
-                policy_kwargs: Mapping | None = None) -> None:
-    """Write a self-contained policy file (spec dict, model config, weights, info, and the
-    keyword arguments the policy class needs, e.g. its noise feature)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": kind, "spec": model.spec.to_dict(), "model": model.config,
-                "state_dict": model.state_dict(), "info": dict(info or {}),
-                "policy_kwargs": dict(policy_kwargs or {})}, path)
-
-
-def read_policy_file(path: str | Path, kind: str | None = None) -> dict:
-    """The dict :func:`save_policy` wrote (``kind``, ``spec``, ``model``, ``state_dict``,
-    ``info``, ``policy_kwargs``), checked. ``kind``, when given, is the kind the caller
-    needs: a file of another kind is refused. Raises ``ValueError`` with one line for a
-    missing file or one that is not a policy file (e.g. a Lightning ``.ckpt``:
-    :func:`pegnn.train.load_policy_checkpoint` reads those)."""
-    if Path(path).is_dir():
-        raise ValueError(f"{path}: a folder, expected a policy file (e.g. {Path(path) / 'policy.pt'})")
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such policy file")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated or foreign file: pickle/zip errors of many kinds
-        raise ValueError(f"{path}: not a policy file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
-            from None
-    missing = [k for k in ("kind", "spec", "model", "state_dict") if not isinstance(ck, dict) or k not in ck]
-    if missing:
-        raise ValueError(f"{path}: not a policy file written by save_policy (missing {missing})")
-    if kind is not None and ck["kind"] != kind:
-        raise ValueError(f"{path}: a {ck['kind']!r} policy, expected a {kind!r} one")
-    return ck
-
-
-def load_task_policy(path: str | Path, kind: str, policy_cls, task: str):
-    """``policy_cls(model, info)`` from a policy file of a task's own ``kind`` (one that
-    :func:`load_policy` does not know, e.g. ``"pc"``), written by ``python -m tasks.<task>
-    train``; one-line ``ValueError`` for a missing or foreign file."""
-    from .train import model_from_config
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no policy file {str(p)!r} (train one with `python -m tasks.{task} train`)")
-    ck = read_policy_file(p, kind=kind)
-    model = model_from_config(ProblemSpec.from_dict(ck["spec"], source=str(p)), ck["model"])
-    model.load_state_dict(ck["state_dict"])
-    return policy_cls(model, {**ck.get("info", {}), "path": str(p)})
-
-
-def load_named_policies(items, kind: str) -> dict:
-    """``NAME=FILE`` strings (a task's ``--checkpoint`` list) → ``{NAME: policy}``, each
-    loaded by :func:`load_policy` with ``kind``; a malformed item or a bad file raises
-    ``ValueError`` naming it."""
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--checkpoint: expected NAME=FILE, got {item!r}")
-        out[name] = load_policy(path, kind=kind)
-    return out
-
-
-def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):
-    """Load a policy file written by :func:`save_policy` (checked by
-    :func:`read_policy_file`, with ``kind`` the kind the caller needs, if any); keyword
-    arguments override the policy keyword arguments stored in it."""
-    ck = read_policy_file(path, kind)
-    if ck["kind"] not in _KINDS:
-        raise ValueError(f"{path}: policy kind {ck['kind']!r} is not one of {sorted(_KINDS)} "
-                         f"(a task's own kind, e.g. 'pc', loads through that task)")
-    spec = ProblemSpec.from_dict(ck["spec"], source=str(path))
-    model = PEGNN(spec, **ck["model"])
-    model.load_state_dict(ck["state_dict"])
-    try:
-        policy = _KINDS[ck["kind"]](model, **{**ck.get("policy_kwargs", {}), **policy_kwargs})
-    except TypeError as e:  # an override the policy class does not take
-        raise ValueError(f"{path}: a {ck['kind']!r} policy takes no {sorted(policy_kwargs)} ({e})") from None
-    policy.info = ck.get("info", {})
-    return policy
-
-
 def compile_policy(policy, **compile_kwargs):
     """``torch.compile`` the policy's network in place (``nn.Module.compile``); returns
     the policy. Keyword arguments go to ``torch.compile``.
@@ -331,21 +245,6 @@ def compile_policy(policy, **compile_kwargs):
     to float32 rounding."""
     policy.model.compile(**{"dynamic": False, **compile_kwargs})
     return policy
-
-
-def pretrained(name: str, **policy_kwargs):
-    """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
-    ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"tecfp_mmse"``
-    (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"teus"``
-    (paper 000), ``"teus_mmse"`` (TEUSN reading the MMSE precoder of all candidates) or
-    ``"ris_gnn"`` (paper 002). Keyword arguments override the policy's own (e.g.
-    ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
-    ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
-    have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
-    path = CHECKPOINTS / f"{name}.pt"
-    if name not in have:        # a name, not a path: "../x" must not load a file from elsewhere
-        raise ValueError(f"no shipped policy {name!r}; available: {have or 'none yet'}")
-    return load_policy(path, **policy_kwargs)
 
 
 class RISPolicy:
@@ -489,4 +388,3 @@ class RISPolicy:
         return self.forward(ch, rf_tag, N_RF)
 
 
-_KINDS["ris"] = RISPolicy

@@ -395,7 +395,7 @@ def max_time_seconds(max_time) -> float | None:
 
 
 def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | None = None) -> None:
-    """Load the weights of a policy file (:func:`pegnn.policies.save_policy`) or a
+    """Load the weights of a policy file (:func:`pegnn.policy_files.save_policy`) or a
     Lightning checkpoint into ``model`` — to fine-tune or continue a run with a new
     schedule. The architecture must match exactly; a mismatch is one clear error.
 
@@ -459,7 +459,7 @@ def train_policy(model: nn.Module, objective: Callable, train_ds: Dataset, val_d
     ``max_steps``), :func:`fit`, then the best checkpoint's weights loaded into ``model``.
 
     Returns the checkpoint's run info plus ``train_minutes`` and ``checkpoint`` (for the
-    task to extend and save with :func:`pegnn.policies.save_policy`), or ``None`` on a
+    task to extend and save with :func:`pegnn.policy_files.save_policy`), or ``None`` on a
     DDP process other than rank 0 (which writes the policy).
     """
     t = cfg["train"]

@@ -52,7 +52,7 @@ def full_load(policies: dict, sizes, n_test: int, snrs, N_R: int = 2, progress: 
 
 @task_main
 def main(argv=None) -> int:
-    from pegnn.policies import load_named_policies, pretrained
+    from pegnn.policy_files import load_named_policies, pretrained
     from tasks.precoding import GEN_SEED
     ap = TaskArgumentParser(prog="python -m tasks.full_load", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more TECFP policies")

@@ -18,7 +18,7 @@ The four pieces every task has, in the order they appear below:
    \mathbf w_j|^2 + \sigma^2))` (paper 002 eq. 12; :func:`pegnn.wireless.miso_rates`);
 4. **training** through :func:`pegnn.train.train_policy` (Lightning: loop, best checkpoint,
    the resolved config, seed and git revision beside it), then
-   :func:`pegnn.policies.save_policy` writes one self-contained file.
+   :func:`pegnn.policy_files.save_policy` writes one self-contained file.
 
 Data: i.i.d. Rayleigh :math:`\mathbf h_k \sim \mathcal{CN}(\mathbf 0, \mathbf I)`, each
 drop's SNR drawn from ``data.snrs`` (dB) with :math:`\sigma^2 = 10^{-\mathrm{SNR}/10}` at
@@ -101,7 +101,7 @@ def objective(samples: dict, out: dict):
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import DictDataset, check_config, model_from_config, train_policy
     check_config(cfg)                        # every value checked before any data is made
     spec = load_spec(cfg["spec"])
@@ -190,7 +190,7 @@ def _plot(r: dict, path: Path) -> None:
 
 
 def load(path) -> MISOPolicy:
-    from pegnn.policies import load_task_policy
+    from pegnn.policy_files import load_task_policy
     return load_task_policy(path, "miso", MISOPolicy, "miso_precoding")
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int, task_main
-from pegnn.policies import load_task_policy
+from pegnn.policy_files import load_task_policy
 from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +239,7 @@ def load_pb_policy(path: str | Path) -> PBPolicy:
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import DictDataset, check_config, model_from_config, train_policy
     check_config(cfg)
     spec = model_spec(load_spec(cfg["spec"]))

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int, task_main
-from pegnn.policies import load_task_policy
+from pegnn.policy_files import load_task_policy
 from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,8 +176,8 @@ class PCPolicy:
 
 
 def save_pc_policy(path: Path, model, info: dict) -> None:
-    """The policy-file format of :func:`pegnn.policies.save_policy`, kind ``"pc"``."""
-    from pegnn.policies import save_policy
+    """The policy-file format of :func:`pegnn.policy_files.save_policy`, kind ``"pc"``."""
+    from pegnn.policy_files import save_policy
     save_policy(path, "pc", model, info)
 
 

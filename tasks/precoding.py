@@ -129,7 +129,7 @@ def training_set(d: dict, sz: dict):
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path:
     from pegnn import load_spec
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import DictDataset, check_config, model_from_config, train_policy
     check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
@@ -336,7 +336,7 @@ def demo(use_pretrained: bool, minutes: float, n_test: int, out_dir: Path, progr
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from pegnn.config import load_config
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policy_files import load_policy, pretrained
     if not minutes > 0 or n_test < 1:
         raise ValueError(f"demo: --minutes must be > 0 and --n-test ≥ 1, got {minutes}, {n_test}")
     if use_pretrained:
@@ -375,7 +375,7 @@ def demo(use_pretrained: bool, minutes: float, n_test: int, out_dir: Path, progr
 
 # ---------------------------------------------------------------- CLI
 def _policy(args):
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policy_files import load_policy, pretrained
     if getattr(args, "checkpoint", None):
         return load_policy(args.checkpoint, kind="tecfp")
     return pretrained("tecfp")

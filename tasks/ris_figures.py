@@ -139,7 +139,7 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
     results in ``results/ris_precoding/fig5_<regime>/``. Resumable, and several
     processes may fill one folder with different ``sizes`` at once (each write merges
     the runs on disk); a folder whose runs were trained with another config is refused."""
-    from pegnn.policies import load_policy
+    from pegnn.policy_files import load_policy
     from pegnn.train import model_from_config
     model_from_config(check(base_cfg), base_cfg["model"])   # a bad config fails before the test drops are made
     out_dir = check_writable(out_dir or RESULTS / f"fig5_{base_cfg['data']['regime']}", "--out")

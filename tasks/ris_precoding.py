@@ -86,7 +86,7 @@ def check(cfg: dict):
 
 def train(cfg: dict, quiet: bool = False) -> Path | None:
     """Train one GNN; writes ``<run>/policy.pt`` and returns its path."""
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import DictDataset, model_from_config, train_policy
     spec = check(cfg)
     sz, d, t = cfg["sizes"], cfg["data"], cfg["train"]
@@ -231,7 +231,7 @@ def bench(policy, out: Path, n: int = 500, regime: str = "ris", batches=(20, 50,
 
 # ---------------------------------------------------------------- CLI
 def _policy(args):
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policy_files import load_policy, pretrained
     if getattr(args, "checkpoint", None):
         return load_policy(args.checkpoint, kind="ris")
     return pretrained("ris_gnn")
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
             pol = _policy(args)
             regime = args.regime or getattr(pol, "info", {}).get("regime", "ris")
             if args.cmd == "evaluate":
-                from pegnn.policies import load_policy
+                from pegnn.policy_files import load_policy
                 pairs = args.sweep_checkpoint + ([f"K={args.checkpoint_K}"] if args.checkpoint_K else [])
                 sweep_pols = {}
                 for pair in pairs:

@@ -133,7 +133,7 @@ def _plot(res: dict, policies, path: Path) -> None:
 
 @task_main
 def main(argv=None) -> int:
-    from pegnn.policies import load_named_policies, pretrained
+    from pegnn.policy_files import load_named_policies, pretrained
     ap = TaskArgumentParser(prog="python -m tasks.ris_streams", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=FILE", help="more RIS policies")
     ap.add_argument("--n-re", default="8,10,20,40,100", help="RIS sizes, comma-separated")

@@ -96,7 +96,7 @@ def channels(model: str, n: int, seed: int, K_tilde: int, N_R: int, N_T: int, sn
 
 def tecfp_policy(path=None, required=True):
     """A TECFP policy from ``path``, else the shipped one; ``None`` (or an error) if neither."""
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policy_files import load_policy, pretrained
     if path:
         return load_policy(path, kind="tecfp")
     try:
@@ -230,7 +230,7 @@ def collate(spec, noise_feature: str = "sigma2"):
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import DictDataset, model_from_config, train_policy
     _check(cfg)
     cfg = {**cfg, "spec": spec_path(cfg)}        # the resolved config names the spec it used
@@ -256,7 +256,7 @@ def train(cfg: dict) -> Path | None:
 
 # ---------------------------------------------------------------- CLI
 def _policy(args):
-    from pegnn.policies import load_policy, pretrained
+    from pegnn.policy_files import load_policy, pretrained
     if args.checkpoint:
         return load_policy(args.checkpoint, kind="teus")
     return pretrained("teus")

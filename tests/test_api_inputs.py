@@ -147,7 +147,7 @@ def test_non_finite_channel_parameters_are_named(make, fragment):
 
 
 def test_pretrained_takes_a_shipped_name_not_a_path(tmp_path):
-    from pegnn.policies import CHECKPOINTS
+    from pegnn.policy_files import CHECKPOINTS
     import shutil
     shutil.copy(CHECKPOINTS / "tecfp.pt", tmp_path / "evil.pt")
     escape = Path(*[".."] * 12, tmp_path.relative_to(tmp_path.anchor), "evil")   # checkpoints/ -> / -> tmp_path

@@ -202,7 +202,7 @@ def test_attention_as_mean_reproduces_the_network_without_attention(name, dense)
 def test_attention_as_mean_refuses_what_has_no_mean_form(tmp_path):
     """Several attention sets in a layer, softmax attention: one clear error each; and
     ``train.init`` from an attention-free policy file uses it (and says so)."""
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import init_weights
     spec = load_spec(GRAPHS / "tenn_precoding.yaml")
     g = build_graph(spec, "ue=3,ant_ue=2,ant_bs=4", random_sizes_tensors(spec, "ue=3,ant_ue=2,ant_bs=4",

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pegnn import pretrained
-from pegnn.policies import load_policy, noise_input
+from pegnn.policies import noise_input
+from pegnn.policy_files import load_policy
 from pegnn.wireless import mmse, rayleigh_channels, sum_rate, uma_channels
 
 ROOT = Path(__file__).resolve().parents[1]

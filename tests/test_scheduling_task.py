@@ -12,7 +12,8 @@ import torch
 
 from pegnn import TEUSN, load_spec
 from pegnn.models import PEGNN
-from pegnn.policies import TEUSPolicy, load_policy, pretrained
+from pegnn.policies import TEUSPolicy
+from pegnn.policy_files import load_policy, pretrained
 from pegnn.wireless import greedy_schedule, mmse, rayleigh_channels
 from pegnn.data import tensor_hash
 from tasks.labels import greedy_labels

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from pegnn.config import ConfigError, load_config
-from pegnn.policies import load_policy
+from pegnn.policy_files import load_policy
 from pegnn.train import load_policy_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_config_values_must_have_their_defaults_kind_and_range(tmp_path, capsys)
 
 def test_load_policy_refuses_missing_foreign_and_wrong_kind_files(tmp_path):
     from pegnn.models import PEGNN
-    from pegnn.policies import CHECKPOINTS
+    from pegnn.policy_files import CHECKPOINTS
     with pytest.raises(ValueError, match="no such policy file"):
         load_policy(tmp_path / "missing.pt")
     (tmp_path / "x.pt").write_text("not a checkpoint")
@@ -133,7 +133,7 @@ def test_init_weights_warm_start_and_mismatch(tmp_path):
     architecture exactly; any other architecture is one clear error."""
     from pegnn import load_spec
     from pegnn.models import PEGNN
-    from pegnn.policies import save_policy
+    from pegnn.policy_files import save_policy
     from pegnn.train import init_weights
     spec = load_spec(ROOT / "graphs" / "tenn_precoding.yaml")
     torch.manual_seed(0)
