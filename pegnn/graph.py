@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import numbers
 from collections import OrderedDict
 from typing import Iterable, Mapping
 
@@ -49,7 +48,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .plan import Plan, plan as make_plan
-from .spec import ProblemSpec, SpecError, as_spec, parse_sizes
+from .sizes import Sets, resolve_sizes
+from .spec import ProblemSpec, SpecError, as_spec
 
 __all__ = ["SetGraph", "build_graph", "build_batch", "resolve_sizes", "state_axes", "STATE"]
 
@@ -65,99 +65,8 @@ class SetGraph(HeteroData):
         return super().__inc__(key, value, store, *args, **kwargs)
 
 
-# ------------------------------------------------------------------ sizes
-class _Sets:
-    """Element bookkeeping for one graph: counts, parents, local indices, ancestors."""
-
-    def __init__(self, spec: ProblemSpec, sizes: Mapping[str, int | list[int]], source: str):
-        self.spec = spec
-        self.n: dict[str, int] = {}
-        self.parent: dict[str, Tensor] = {}
-        self.local: dict[str, Tensor] = {}
-        self.uniform: dict[str, int] = {}       # children per parent, -1 if ragged
-        unknown = [k for k in sizes if k not in spec.sets]
-        if unknown:
-            raise SpecError(source, unknown[0], f"unknown set; expected one of {sorted(spec.sets)}")
-        per_parent: dict[str, list[int]] = {}
-        for s in _topological(spec):
-            if s not in sizes:
-                raise SpecError(source, s, "missing size for this set (every set, parents included, needs one)")
-            val, p = _plain_int(sizes[s]), spec.parent(s)
-            if p is None:
-                if isinstance(val, bool) or not isinstance(val, int):
-                    raise SpecError(source, s, f"{s!r} is a normal set and takes a positive integer, got {val!r}")
-                counts = [val]
-            elif isinstance(val, (list, tuple)):
-                if len(val) != self.n[p]:
-                    raise SpecError(source, s, f"ragged sizes need one count per {p!r} element "
-                                               f"({self.n[p]}), got {len(val)}")
-                counts = [_plain_int(c) for c in val]
-            elif isinstance(val, int) and not isinstance(val, bool):
-                counts = [val] * self.n[p]
-            else:
-                raise SpecError(source, s, f"expected an integer or a list of integers, got {val!r}")
-            for c in counts:
-                if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-                    raise SpecError(source, s, f"sizes must be integers >= 1, got {c!r}")
-            self.n[s] = sum(counts)
-            per_parent[s] = counts
-            self.uniform[s] = counts[0] if len(set(counts)) == 1 else -1
-            if p is not None:
-                cnt = torch.tensor(counts)
-                self.parent[s] = torch.repeat_interleave(torch.arange(len(counts)), cnt)
-                starts = torch.cumsum(cnt, 0) - cnt
-                self.local[s] = torch.arange(self.n[s]) - starts[self.parent[s]]
-            else:
-                self.local[s] = torch.arange(self.n[s])
-
-        for g in spec.joint:   # one permutation acts on all sets of a joint group (paper 002 Sec. II)
-            for s in g[1:]:
-                if per_parent[s] != per_parent[g[0]]:
-                    each = " per parent" if spec.parent(s) else ""
-                    raise SpecError(source, s, f"joint with {g[0]!r}, so it needs the same count{each}: "
-                                               f"{g[0]}={_fmt(per_parent[g[0]])}, {s}={_fmt(per_parent[s])}")
-
-    def ancestor(self, s: str, a: str) -> Tensor:
-        """Map each element of ``s`` to its ancestor in set ``a`` (``a == s``: identity)."""
-        idx = torch.arange(self.n[s])
-        while s != a:
-            idx = self.parent[s][idx]
-            s = self.spec.parent(s)
-        return idx
-
-    def level(self, s: str, lvl: int) -> tuple[str | None, Tensor]:
-        """Element ids of ``s`` lifted ``lvl`` nesting levels up (``None``: pooled)."""
-        chain = [s, *self.spec.ancestors(s)]
-        if lvl >= len(chain):
-            return None, torch.zeros(self.n[s], dtype=torch.long)
-        return chain[lvl], self.ancestor(s, chain[lvl])
-
-
-def _plain_int(v):
-    """numpy and other integer scalars as ``int`` (sizes are often computed with numpy);
-    anything else unchanged, for the checks to name."""
-    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-
-
-def _fmt(counts: list[int]):
-    return counts[0] if len(counts) == 1 else counts
-
-
-def _topological(spec: ProblemSpec) -> list[str]:
-    return sorted(spec.sets, key=spec.depth)
-
-
-def resolve_sizes(sizes: str | Mapping, source: str = "--sizes") -> dict:
-    if isinstance(sizes, str):
-        return parse_sizes(sizes, source)
-    if not isinstance(sizes, Mapping):
-        raise SpecError(source, "<sizes>", "expected a mapping {set: count} or a string like 'ue=4,ant_bs=8', "
-                                           f"got {type(sizes).__name__}")
-    return dict(sizes)
-
-
 # -------------------------------------------------------------- entries
-def _entries(S: _Sets, dims: tuple[str, ...]) -> Tensor:
+def _entries(S: Sets, dims: tuple[str, ...]) -> Tensor:
     """Element tuples ``[n_entries, len(dims)]`` of a tensor, row-major, with ties."""
     rows = torch.zeros(1, 0, dtype=torch.long)
     for i, d in enumerate(dims):
@@ -206,7 +115,7 @@ def state_axes(spec: ProblemSpec, p: Plan) -> list[str]:
     return list(p.state)
 
 
-def _resolve(S: _Sets, axes: list[str], coords: Tensor, d: str, prefer: tuple[str, ...] = ()) -> Tensor:
+def _resolve(S: Sets, axes: list[str], coords: Tensor, d: str, prefer: tuple[str, ...] = ()) -> Tensor:
     """Element of set ``d`` that each state entry determines: its own axis, else the
     ancestor of the first axis below ``d`` (preferring axes the tensor itself uses)."""
     if d in axes:
@@ -286,7 +195,7 @@ _BATCH_CACHE: "OrderedDict" = OrderedDict()
 
 
 def _structure(spec, sizes, plan, source, pairs):
-    # sizes are not validated yet: a key that tolerates any keys/values lets _Sets report them
+    # sizes are not validated yet: a key that tolerates any keys/values lets Sets report them
     key = (json.dumps(spec.to_dict(), sort_keys=True), repr(sorted(sizes.items(), key=lambda kv: str(kv[0]))),
            pairs if isinstance(pairs, str) else tuple(pairs))
     hit = _STRUCT_CACHE.get(key)
@@ -321,7 +230,7 @@ def _set_features(g, spec, S, coords, inputs):
 
 
 def _build_structure(spec: ProblemSpec, sizes: Mapping, p: Plan, source: str, pairs) -> tuple:
-    S = _Sets(spec, sizes, source)
+    S = Sets(spec, sizes, source)
     g = SetGraph()
     for s in spec.sets:
         g[s].num_nodes = S.n[s]
@@ -377,7 +286,7 @@ def _incidence(g: SetGraph, name: str, dims: tuple[str, ...], coords: Tensor) ->
         g[name, rel, d].edge_index = torch.stack([torch.arange(len(coords)), coords[:, i]])
 
 
-def _features(name, t, coords, S: _Sets, value, source) -> Tensor:
+def _features(name, t, coords, S: Sets, value, source) -> Tensor:
     chans = 2 if t.complex else 1
     if value is None:
         return torch.zeros(len(coords), chans)
@@ -399,7 +308,7 @@ def _features(name, t, coords, S: _Sets, value, source) -> Tensor:
     return v.reshape(len(coords), 1).to(torch.float64 if v.dtype == torch.float64 else torch.float32)
 
 
-def _features_batched(t, coords, value: Tensor, S: _Sets, name, source) -> Tensor:
+def _features_batched(t, coords, value: Tensor, S: Sets, name, source) -> Tensor:
     """``[B, *shape]`` → ``[B * n_entries, C]`` (entries of each graph in order)."""
     want = tuple(S.n[d] for d in t.dims)
     B = value.shape[0]
@@ -420,7 +329,7 @@ def _features_batched(t, coords, value: Tensor, S: _Sets, name, source) -> Tenso
     return out if out.dtype == torch.float64 else out.float()
 
 
-def _update_mask(spec, S: _Sets, axes, D) -> Tensor:
+def _update_mask(spec, S: Sets, axes, D) -> Tensor:
     """Entries f_out updates (Procedure 1, lines 24-27)."""
     mask = torch.ones(len(D), dtype=torch.bool)
     for a in spec.sets:
@@ -445,7 +354,7 @@ def fibre_levels(spec: ProblemSpec, axes: list[str]) -> list[tuple[int, ...]]:
     return list(itertools.product(*[range(spec.depth(a) + 2) for a in axes]))
 
 
-def _fibres(g, S: _Sets, axes, D) -> None:
+def _fibres(g, S: Sets, axes, D) -> None:
     for lv in fibre_levels(S.spec, axes):
         cols = []
         for i, (a, l) in enumerate(zip(axes, lv)):
@@ -470,7 +379,7 @@ def _order2(g, axes, D) -> None:
             g[STATE, f"{rel}_{axes[i]}", STATE].edge_index = torch.stack([_lookup(D, q, radix), ids])
 
 
-def _pairs(g, spec, S: _Sets, axes, D, sets: list[str]) -> None:
+def _pairs(g, spec, S: Sets, axes, D, sets: list[str]) -> None:
     """Attention pairs along each of ``sets`` (E·(n-1) edges each, so only on demand)."""
     for a in sets:
         i = axes.index(a)  # the second copy of an order-2 axis pairs like the first
@@ -494,7 +403,7 @@ def _pairs(g, spec, S: _Sets, axes, D, sets: list[str]) -> None:
             store.same_parent = S.parent[a][D[e1, i]] == S.parent[a][D[e2, i]]
 
 
-def _output_maps(g, S: _Sets, axes, D, name, t, coords) -> None:
+def _output_maps(g, S: Sets, axes, D, name, t, coords) -> None:
     upd = g[STATE].updated
     base_dims = tuple(dict.fromkeys(t.dims))
     lifted = len(base_dims) < len(t.dims)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from pegnn.graph import _Sets, resolve_sizes
+from pegnn.sizes import Sets, resolve_sizes
 from pegnn.spec import ProblemSpec
 
 
 def random_sizes_tensors(spec: ProblemSpec, sizes, gen: torch.Generator, dtype=torch.float64):
-    S = _Sets(spec, resolve_sizes(sizes), "sizes")
+    S = Sets(spec, resolve_sizes(sizes), "sizes")
     inputs = {}
     for name, t in spec.inputs.items():
         shape = tuple(S.n[d] for d in t.dims)
@@ -26,7 +26,7 @@ def random_sizes_tensors(spec: ProblemSpec, sizes, gen: torch.Generator, dtype=t
     return S, inputs
 
 
-def random_group_element(spec: ProblemSpec, S: _Sets, gen: torch.Generator):
+def random_group_element(spec: ProblemSpec, S: Sets, gen: torch.Generator):
     """Returns (sigma, new_sizes): sigma[s][old_id] = new_id."""
     sigma: dict[str, torch.Tensor] = {}
     new_sizes: dict = {}
