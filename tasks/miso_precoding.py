@@ -102,7 +102,8 @@ def objective(samples: dict, out: dict):
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
     from pegnn.policy_files import save_policy
-    from pegnn.train import DictDataset, check_config, model_from_config, train_policy
+    from pegnn.train import DictDataset, model_from_config, train_policy
+    from pegnn.config_check import check_config
     check_config(cfg)                        # every value checked before any data is made
     spec = load_spec(cfg["spec"])
     torch.manual_seed(int(cfg["train"]["seed"]))

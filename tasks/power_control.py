@@ -188,7 +188,8 @@ def load_pc_policy(path: str | Path) -> PCPolicy:
 # ---------------------------------------------------------------- train
 def train(cfg: dict) -> Path | None:
     from pegnn import load_spec
-    from pegnn.train import DictDataset, check_config, model_from_config, train_policy
+    from pegnn.train import DictDataset, model_from_config, train_policy
+    from pegnn.config_check import check_config
     check_config(cfg)
     spec = load_spec(cfg["spec"])
     torch.manual_seed(int(cfg["train"]["seed"]))

@@ -130,7 +130,8 @@ def training_set(d: dict, sz: dict):
 def train(cfg: dict) -> Path:
     from pegnn import load_spec
     from pegnn.policy_files import save_policy
-    from pegnn.train import DictDataset, check_config, model_from_config, train_policy
+    from pegnn.train import DictDataset, model_from_config, train_policy
+    from pegnn.config_check import check_config
     check_config(cfg)
     refine = _non_negative_int("config", "policy.refine", cfg["policy"]["refine"])
     spec = load_spec(cfg["spec"])

@@ -76,8 +76,8 @@ DEFAULTS = {
 # ---------------------------------------------------------------- train
 def check(cfg: dict):
     """Every check of a training config that needs no data (the shared ones of
-    :func:`pegnn.train.check_config`, then this task's); returns the spec."""
-    from pegnn.train import check_config
+    :func:`pegnn.config_check.check_config`, then this task's); returns the spec."""
+    from pegnn.config_check import check_config
     check_config(cfg)
     spec = task_spec(cfg["spec"], cfg["features"]["W_0"])
     check_data(cfg["sizes"], cfg["data"])

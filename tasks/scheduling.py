@@ -108,7 +108,7 @@ def tecfp_policy(path=None, required=True):
 
 
 def _check(cfg: dict) -> None:
-    from pegnn.train import check_config
+    from pegnn.config_check import check_config
     check_config(cfg)
     sz, lab = cfg["sizes"], cfg["labels"]
     decode = cfg["policy"]["decode"]

@@ -42,7 +42,7 @@ def test_config_overrides_and_errors(tmp_path):
 
 
 def test_config_values_must_have_their_defaults_kind_and_range(tmp_path, capsys):
-    from pegnn.train import check_config
+    from pegnn.config_check import check_config
     from tasks.precoding import DEFAULTS, main
     for ov, msg in [("train.lr=abc", "train.lr: expected a number (default 0.0005), got 'abc'"),
                     ("train.batch_size=2.5", "train.batch_size: expected an integer"),
@@ -163,7 +163,8 @@ def test_ddp_two_cpu_processes(tmp_path):
 def test_lr_decays_once_by_steps_or_by_the_time_budget():
     """``lr_decay`` applies once: at ``lr_decay_at`` × max_steps, or earlier when the
     ``max_time`` budget's decay point is reached first (a clock-ended run still decays)."""
-    from pegnn.train import PolicyModule, max_time_seconds
+    from pegnn.train import PolicyModule
+    from pegnn.config_check import max_time_seconds
     assert max_time_seconds("00:01:30:00") == 5400 and max_time_seconds(None) is None
     assert max_time_seconds({"minutes": 2}) == 120
     with pytest.raises(ValueError, match="DD:HH:MM:SS"):
@@ -210,7 +211,7 @@ def test_task_flag_mistakes_are_one_line_exit_2(module, argv, fragment, capsys):
 def test_check_config_refuses_what_would_fail_after_the_data_is_made(tmp_path):
     """The keys that used to be checked only inside fit (after minutes of data generation)
     or not at all: each is one line naming the key, raised by check_config."""
-    from pegnn.train import check_config
+    from pegnn.config_check import check_config
     from tasks.precoding import DEFAULTS
     notes = tmp_path / "notes.txt"
     notes.write_text("not a checkpoint\n" * 20)
