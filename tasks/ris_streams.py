@@ -58,7 +58,8 @@ def _sorted_rates(r: torch.Tensor) -> list[float]:
 
 def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progress: bool = True,
             ascent_iters: int = 1500, N_RF: int = 6) -> dict:
-    from pegnn.wireless.ris import RISHybrid, hybrid_precoder, ris_rate, ris_single_ue
+    from pegnn.wireless.ris import RISHybrid, hybrid_precoder, ris_rate
+    from pegnn.wireless.ris_single_ue import ris_single_ue
     from pegnn.wireless.ris_ascent import ris_ascent, tagged_mrt
     from pegnn.wireless.ris_bcd import ris_bcd
     from tasks.ris_data import channels

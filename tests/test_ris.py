@@ -8,8 +8,8 @@ import torch
 
 from pegnn.wireless.ris import (RISHybrid, RISTensors, as_ris_channels, hybrid_from_digital,
                                 hybrid_precoder, normalize_hybrid_power, normalize_power,
-                                precoder_power, ris_effective_channel, ris_rate, ris_single_ue,
-                                unit_modulus)
+                                precoder_power, ris_effective_channel, ris_rate, unit_modulus)
+from pegnn.wireless.ris_single_ue import ris_single_ue
 from pegnn.wireless.ris_bcd import (_reflection_problem, _Rows, ris_bcd, reflection_elementwise,
                                     reflection_mm, reflection_objective)
 

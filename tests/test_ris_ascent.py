@@ -7,8 +7,8 @@ import torch
 from test_ris import make_channels
 
 from pegnn.policies import RISPolicy
-from pegnn.wireless.ris import (RISHybrid, hybrid_precoder, precoder_power, rf_assignment, ris_rate,
-                                ris_single_ue, unit_modulus)
+from pegnn.wireless.ris import RISHybrid, hybrid_precoder, precoder_power, rf_assignment, ris_rate, unit_modulus
+from pegnn.wireless.ris_single_ue import ris_single_ue
 from pegnn.wireless.ris_ascent import ris_ascent, tagged_mrt
 
 

@@ -22,11 +22,12 @@ from .channels import correlated_rayleigh, load_channels, rayleigh_channels, uma
 from .power_control import ofdma_min_bandwidth, ofdma_rates, pc_rates, wmmse_power_control
 from .precoders import cfp, mmse, normalize_power, zf
 from .rates import miso_rates, sum_rate, user_rates, waterfilling_capacity
-from .ris import (RISDigital, RISHybrid, RISSingleUE, RISTensors, hybrid_precoder, rf_assignment,
-                  ris_effective_channel, ris_rate, ris_single_ue, unit_modulus)
+from .ris import (RISDigital, RISHybrid, RISTensors, hybrid_precoder, rf_assignment, ris_effective_channel,
+                  ris_rate, unit_modulus)
 from .ris_ascent import ris_ascent, tagged_mrt
 from .ris_bcd import hybrid_from_digital, ris_bcd
 from .ris_channels import RISChannels, ris_channels
+from .ris_single_ue import RISSingleUE, ris_single_ue
 from .scheduling import greedy_schedule, random_schedule, scheduled_sum_rate, swap_refine
 from .wmmse import cfp_refine, wmmse, wmmse_auxiliary, wmmse_best_of
 
