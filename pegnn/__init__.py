@@ -7,7 +7,8 @@ from the problem's sets and tensors (PyTorch Geometric).
     model = pegnn.PEGNN(spec, **pegnn.TEPN)         # TEPN of paper 000, from the plan
     out = model(g)                                  # {"A": [8, 2, 2], "U": [8, 2, 2]} complex
 """
-from .spec import ProblemSpec, SpecError, load_spec, parse_sizes
+from .spec import ProblemSpec, SpecError, load_spec
+from .sizes import parse_sizes
 from .plan import Plan, plan
 from .graph import SetGraph, build_batch, build_graph
 from .models import PEGNN, TEPN, TEUSN, unbatch

@@ -17,9 +17,9 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .spec import ProblemSpec, SpecError, parse_sizes
+from .spec import ProblemSpec, SpecError
 
-__all__ = ["Sets", "resolve_sizes"]
+__all__ = ["Sets", "parse_sizes", "resolve_sizes"]
 
 
 class Sets:
@@ -105,10 +105,50 @@ def _topological(spec: ProblemSpec) -> list[str]:
 
 def resolve_sizes(sizes: str | Mapping, source: str = "--sizes") -> dict:
     """Sizes as a ``{set: count}`` dict, from a mapping or from text such as
-    ``"ue=4,ant_bs=8"`` (:func:`~pegnn.spec.parse_sizes`)."""
+    ``"ue=4,ant_bs=8"`` (:func:`parse_sizes`)."""
     if isinstance(sizes, str):
         return parse_sizes(sizes, source)
     if not isinstance(sizes, Mapping):
         raise SpecError(source, "<sizes>", "expected a mapping {set: count} or a string like 'ue=4,ant_bs=8', "
                                            f"got {type(sizes).__name__}")
     return dict(sizes)
+
+
+def parse_sizes(text: str, source: str = "--sizes") -> dict[str, int | list[int]]:
+    """Parse ``"ue=3,ant_ue=[2,3,1],ant_bs=8"`` into a sizes mapping.
+
+    Nested sets take an integer (same count in every parent) or a bracketed list
+    of per-parent counts (ragged). Raises :class:`SpecError` on malformed text.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_sizes: expected text such as 'ue=3,ant_bs=8', got {type(text).__name__}")
+    out: dict[str, int | list[int]] = {}
+    parts, depth, cur = [], 0, ""
+    for ch in text.strip():
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    for part in parts:
+        if "=" not in part:
+            raise SpecError(source, part.strip() or "<empty>", "expected NAME=COUNT or NAME=[c1,c2,...]")
+        key, val = (x.strip() for x in part.split("=", 1))
+        if not key or key in out:
+            raise SpecError(source, key or part.strip(), "set name missing" if not key else "size given twice")
+        try:
+            if val.startswith("["):
+                if not val.endswith("]"):
+                    raise ValueError
+                out[key] = [int(v) for v in val[1:-1].split(",") if v.strip()]
+            else:
+                out[key] = int(val)
+        except ValueError:
+            raise SpecError(source, key, f"expected an integer or a list of integers, got {val!r}") from None
+    return out

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 __all__ = ["SpecError", "SetSpec", "TensorSpec", "Interference", "ProblemSpec",
-           "load_spec", "parse_sizes", "Sizes"]
+           "load_spec", "as_spec"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = {"name", "description", "sets", "joint", "inputs", "outputs", "interference"}
@@ -403,48 +403,4 @@ def _ancestors(sets: Mapping[str, SetSpec], s: str) -> list[str]:
     while p is not None and p not in out:
         out.append(p)
         p = sets[p].nested_in
-    return out
-
-
-# ----------------------------------------------------------------------- sizes
-Sizes = dict[str, "int | list[int]"]
-
-
-def parse_sizes(text: str, source: str = "--sizes") -> dict[str, int | list[int]]:
-    """Parse ``"ue=3,ant_ue=[2,3,1],ant_bs=8"`` into a sizes mapping.
-
-    Nested sets take an integer (same count in every parent) or a bracketed list
-    of per-parent counts (ragged). Raises :class:`SpecError` on malformed text.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"parse_sizes: expected text such as 'ue=3,ant_bs=8', got {type(text).__name__}")
-    out: dict[str, int | list[int]] = {}
-    parts, depth, cur = [], 0, ""
-    for ch in text.strip():
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        parts.append(cur)
-    for part in parts:
-        if "=" not in part:
-            raise SpecError(source, part.strip() or "<empty>", "expected NAME=COUNT or NAME=[c1,c2,...]")
-        key, val = (x.strip() for x in part.split("=", 1))
-        if not key or key in out:
-            raise SpecError(source, key or part.strip(), "set name missing" if not key else "size given twice")
-        try:
-            if val.startswith("["):
-                if not val.endswith("]"):
-                    raise ValueError
-                out[key] = [int(v) for v in val[1:-1].split(",") if v.strip()]
-            else:
-                out[key] = int(val)
-        except ValueError:
-            raise SpecError(source, key, f"expected an integer or a list of integers, got {val!r}") from None
     return out
