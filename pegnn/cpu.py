@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "physical_memory", "check_fits"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameters (malloc.h)
 _applied = False
@@ -41,3 +41,24 @@ def keep_freed_memory() -> bool:
     ok = ok and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     _applied = bool(ok)
     return _applied
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (``None`` where the OS does not say)."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):   # not POSIX
+        return None
+
+
+def check_fits(nbytes: float, what: str) -> None:
+    """Raise ``MemoryError`` when ``what`` needs more than this machine's RAM.
+
+    Why check before allocating: torch fails fast only for an allocation larger than
+    RAM plus swap; smaller ones succeed (Linux overcommits) and the process is later
+    ended by the kernel's OOM killer with "Killed" and no message. The task commands
+    report the error as one line (:func:`pegnn.config.task_main`)."""
+    ram = physical_memory()
+    if ram is not None and nbytes > ram:
+        raise MemoryError(f"{what} need {nbytes / 2**30:,.1f} GiB, this machine has {ram / 2**30:,.1f} GiB of RAM")

@@ -224,22 +224,13 @@ def _generate_shard(spec: dict, blocks: range, bar) -> tuple[dict, dict]:
     return {k: torch.cat(v) for k, v in parts.items()}, constants
 
 
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):   # not POSIX
-        return None
-
-
 def _check_fits(spec: dict, bytes_per_sample: float, n: int) -> None:
     """Refuse, after the first block, a shard that cannot fit in this machine's RAM: it
     is held twice while its blocks are concatenated. Without this, sizes whose blocks
     each fit but whose whole does not end with the kernel's OOM killer ("Killed"), not
     an error message."""
-    need, ram = 2 * bytes_per_sample * min(n, spec["n"]), _physical_memory()
-    if ram is not None and need > ram:
-        raise MemoryError(f"{spec['n']} samples of these sizes need {need / 2**30:,.1f} GiB while "
-                          f"generated, this machine has {ram / 2**30:,.1f} GiB of RAM")
+    from .cpu import check_fits
+    check_fits(2 * bytes_per_sample * min(n, spec["n"]), f"{spec['n']} samples of these sizes, while generated,")
 
 
 def _load_shard(path: Path, spec: dict) -> tuple[dict, dict] | None:

@@ -202,3 +202,15 @@ def test_waterfilling_on_a_zero_channel_is_zero_not_nan():
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if (mid - 1 / lam).clamp_min(0).sum() < 2.0 else (lo, mid)
     assert abs(torch.log2(1 + lam * (lo - 1 / lam).clamp_min(0)).sum().item() - c[0].item()) < 1e-9
+
+
+def test_ris_channels_larger_than_ram_are_refused_before_drawing(monkeypatch):
+    """Checked before any allocation: sizes whose drops fit in virtual memory but not in
+    RAM used to end with the kernel's OOM killer ("Killed"), no message."""
+    import pegnn.cpu
+    monkeypatch.setattr(pegnn.cpu, "physical_memory", lambda: 2**30)          # a 1 GiB machine
+    # 16 bytes x 100 drops x (K N_B + N_RE N_B + K N_RE) = 16 x 100 x 1 100 024 = 1.6 GiB
+    with pytest.raises(MemoryError, match=r"ris_channels: 100 drops of these sizes need 1.6 GiB, this machine "
+                                          r"has 1.0 GiB of RAM"):
+        pegnn.wireless.ris_channels(100, seed=0, N_RE=100_000)
+    assert pegnn.wireless.ris_channels(2, seed=0).h_d.shape == (2, 1, 3, 8)   # small sizes still fit

@@ -138,8 +138,9 @@ def test_a_data_set_larger_than_ram_is_refused_after_one_block(tmp_path, monkeyp
         return {"x": torch.zeros(n, N)}, {}
 
     monkeypatch.setitem(data.MODELS, "big_test", data._Model(big, 10, lambda: {}))
-    monkeypatch.setattr(data, "_physical_memory", lambda: 2**30)        # a 1 GiB machine
-    with pytest.raises(MemoryError, match=r"1000000 samples of these sizes need 3.7 GiB while generated, "
+    import pegnn.cpu
+    monkeypatch.setattr(pegnn.cpu, "physical_memory", lambda: 2**30)        # a 1 GiB machine
+    with pytest.raises(MemoryError, match=r"1000000 samples of these sizes, while generated, need 3.7 GiB, "
                                           r"this machine has 1.0 GiB"):
         cached("p", "big_test", 1_000_000, sizes={"N": 500}, cache=tmp_path, progress=False)
     assert calls == [0]

@@ -222,6 +222,9 @@ def ris_channels(batch: int, seed: int | None = None, K: int = 3, N_B: int = 8,
         raise ValueError(f"ris_channels: ris_path_loss must be (A, B) finite, got {ris_path_loss!r}")
     if dtype not in (torch.complex64, torch.complex128):
         raise ValueError(f"ris_channels: dtype must be complex64/complex128, got {dtype}")
+    from ..cpu import check_fits     # the channels alone, in float64 where they are drawn
+    check_fits(16 * batch * (cells * cells * K * N_B + cells * N_RE * N_B + cells * K * N_RE),
+               f"ris_channels: {batch} drops of these sizes")
     gen = torch.Generator()
     gen.manual_seed(int(seed) if seed is not None else int(torch.empty((), dtype=torch.int64)
                                                             .random_().item()))
