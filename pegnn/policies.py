@@ -27,6 +27,14 @@ __all__ = ["TECFPPolicy", "TEUSPolicy", "RISPolicy", "noise_input", "finite_outp
 NOISE_FEATURES = ("sigma2", "snr")
 
 
+def __getattr__(name):
+    # saving/loading moved to pegnn.policy_files; `from pegnn.policies import load_policy` keeps working
+    from . import policy_files
+    if name in policy_files.__all__:
+        return getattr(policy_files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def noise_input(noise_var: Tensor, feature: str = "snr") -> Tensor:
     r"""The scalar noise input fed to the network.
 

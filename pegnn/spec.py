@@ -42,6 +42,16 @@ import yaml
 __all__ = ["SpecError", "SetSpec", "TensorSpec", "Interference", "ProblemSpec",
            "load_spec", "as_spec"]
 
+
+
+def __getattr__(name):
+    # parse_sizes moved to pegnn.sizes; `from pegnn.spec import parse_sizes` keeps working
+    if name == "parse_sizes":
+        from .sizes import parse_sizes
+        return parse_sizes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = {"name", "description", "sets", "joint", "inputs", "outputs", "interference"}
 _SET_KEYS = {"nested_in", "description"}

@@ -43,6 +43,14 @@ __all__ = ["DictDataset", "GraphCollate", "PolicyModule", "fit", "git_revision",
            "load_policy_checkpoint", "set_threads", "train_policy"]
 
 
+def __getattr__(name):
+    # the config checks moved to pegnn.config_check; `from pegnn.train import check_config` keeps working
+    from . import config_check
+    if name in config_check.__all__:
+        return getattr(config_check, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def set_threads(n: int) -> None:
     """Set torch's intra-op threads for a task command (default 1 in the task CLIs).
 

@@ -214,3 +214,19 @@ def test_ris_channels_larger_than_ram_are_refused_before_drawing(monkeypatch):
                                           r"has 1.0 GiB of RAM"):
         pegnn.wireless.ris_channels(100, seed=0, N_RE=100_000)
     assert pegnn.wireless.ris_channels(2, seed=0).h_d.shape == (2, 1, 3, 8)   # small sizes still fit
+
+
+def test_moved_names_still_import_from_their_old_modules():
+    """Names that moved to smaller modules (policy files, config checks, sizes, the
+    one-UE diagnostic) still import from where user code found them."""
+    from pegnn import config_check, policy_files, sizes
+    from pegnn.policies import load_policy, pretrained
+    from pegnn.spec import parse_sizes
+    from pegnn.train import check_config
+    from pegnn.wireless import ris_single_ue as moved
+    from pegnn.wireless.ris import ris_single_ue
+    assert (load_policy, pretrained) == (policy_files.load_policy, policy_files.pretrained)
+    assert (parse_sizes, check_config, ris_single_ue) == (sizes.parse_sizes, config_check.check_config, moved)
+    import pegnn.policies
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pegnn.policies.nope

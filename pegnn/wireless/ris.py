@@ -87,10 +87,14 @@ class RISDigital(NamedTuple):
 
 
 def __getattr__(name):
-    # ris_bcd lives in its own module (size); import it lazily to avoid an import cycle.
+    # ris_bcd and ris_single_ue live in their own modules (size); import them lazily to
+    # avoid an import cycle (they import this module)
     if name == "ris_bcd":
         from .ris_bcd import ris_bcd
         return ris_bcd
+    if name in ("ris_single_ue", "RISSingleUE"):
+        from .ris_single_ue import RISSingleUE, ris_single_ue   # the package rebinds the module's name
+        return {"ris_single_ue": ris_single_ue, "RISSingleUE": RISSingleUE}[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
