@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 __all__ = ["keep_freed_memory", "physical_memory", "check_fits"]
 
@@ -45,7 +46,6 @@ def keep_freed_memory() -> bool:
 
 def physical_memory() -> int | None:
     """This machine's RAM in bytes (``None`` where the OS does not say)."""
-    import os
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):   # not POSIX

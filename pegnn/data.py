@@ -35,6 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from pegnn.cpu import check_fits
 from pegnn.wireless.channels import (chunk_seed, correlated_rayleigh, rayleigh_channels,
                                      uma_channels)
 from pegnn.wireless.ris_channels import ris_channels
@@ -220,17 +221,12 @@ def _generate_shard(spec: dict, blocks: range, bar) -> tuple[dict, dict]:
         constants = constants or {k: v.cpu() for k, v in consts.items()}
         bar.update(m)
         if b == blocks[0]:
-            _check_fits(spec, sum(v[0].nbytes for v in parts.values()) / m, len(blocks) * spec["block"])
+            # a shard is held twice while its blocks are concatenated; one that cannot fit in
+            # RAM is refused now, not ended by the kernel's OOM killer ("Killed") hours later
+            count = sum(min(spec["block"], spec["n"] - i * spec["block"]) for i in blocks)
+            check_fits(2 * count * sum(v[0].nbytes for v in parts.values()) / m,
+                       f"{count} samples of these sizes, while generated,")
     return {k: torch.cat(v) for k, v in parts.items()}, constants
-
-
-def _check_fits(spec: dict, bytes_per_sample: float, n: int) -> None:
-    """Refuse, after the first block, a shard that cannot fit in this machine's RAM: it
-    is held twice while its blocks are concatenated. Without this, sizes whose blocks
-    each fit but whose whole does not end with the kernel's OOM killer ("Killed"), not
-    an error message."""
-    from .cpu import check_fits
-    check_fits(2 * bytes_per_sample * min(n, spec["n"]), f"{spec['n']} samples of these sizes, while generated,")
 
 
 def _load_shard(path: Path, spec: dict) -> tuple[dict, dict] | None:

@@ -43,7 +43,6 @@ __all__ = ["SpecError", "SetSpec", "TensorSpec", "Interference", "ProblemSpec",
            "load_spec", "as_spec"]
 
 
-
 def __getattr__(name):
     # parse_sizes moved to pegnn.sizes; `from pegnn.spec import parse_sizes` keeps working
     if name == "parse_sizes":
