@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.precoding import refined, snr_table     # "X+S" names of a refined scheme, shared with TECFP+T
+from tasks.precoding_eval import refined, snr_table    # "X+S" names of a refined scheme, shared with TECFP+T
 from tasks.scheduling import SNRS, channels, collate, objective, tecfp_policy
 
 #: plot styles shared by Figs. 6 and 7: colour = precoder, line style = scheduler

@@ -12,8 +12,8 @@ import torch
 
 from pegnn import load_spec
 from pegnn.train import model_from_config
-from tasks.power_control import (DEFAULTS, P_MAX, PCPolicy, attention_gain, compare, d2d_channels,
-                                 load_pc_policy, main, save_pc_policy)
+from tasks.power_control import DEFAULTS, P_MAX, PCPolicy, d2d_channels, load_pc_policy, main, save_pc_policy
+from tasks.power_control_eval import attention_gain, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -162,7 +162,7 @@ def test_compare_mmse_plus_t_is_the_same_steps_from_mmse(tecfp):
     """``compare``'s ``MMSE+T`` = :func:`cfp_refine` from MMSE; on unseen UMa drops at
     20 dB the network's start beats it at equal steps (what the learned start is worth)."""
     from pegnn.wireless import cfp_refine
-    from tasks.precoding import compare
+    from tasks.precoding_eval import compare
     H = uma_channels(32, 8, 2, 32, seed=7)
     s2 = torch.full((32,), 0.01)
     r = compare(tecfp, H, s2, methods=("TECFP+2", "MMSE+2", "MMSE"))

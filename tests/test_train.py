@@ -371,7 +371,8 @@ def test_task_sizes_too_large_for_memory_are_one_line(capsys, tmp_path, module, 
     assert rc == 2 and len(err) == 1 and "out of memory" in err[0] and f"python -m {module}" in err[0], err
 
 
-LIBRARY_MODULES = ["attention_study", "cfp_ceiling", "labels", "ris_data", "ris_figures", "scheduling_eval"]
+LIBRARY_MODULES = ["attention_study", "cfp_ceiling", "labels", "power_control_eval", "precoding_eval", "ris_data",
+                   "ris_figures", "scheduling_eval"]
 
 
 def test_every_task_module_is_a_command_or_says_which():
