@@ -123,7 +123,8 @@ class PolicyModule(L.LightningModule):
             or — when :func:`fit` also has a time budget (``train.max_time``) — at
             ``lr_decay_at`` × that budget, whichever comes first, so a run that the clock
             ends still gets its low-LR phase.
-        run_info: stored in every checkpoint under ``"pegnn"`` (config, git revision, seed).
+        run_info: stored in every checkpoint under ``"pegnn"`` (config, git revision, seed,
+            thread count, library versions).
     """
 
     def __init__(self, model: nn.Module, objective: Callable, lr: float = 5e-4, lr_decay: float = 0.1,
@@ -247,7 +248,11 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
     if t.get("compile"):
         module.model.compile(dynamic=False)     # one graph per set of sizes (see compile_policy)
     module.max_seconds = max_time_seconds(t.get("max_time"))
-    module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed}
+    # the seed alone does not fix the run: float sums split over threads round differently
+    # (same command, 1 vs 2 threads: weights 0.02 apart after 30 steps), so the thread count
+    # and the versions that do the arithmetic are recorded beside it
+    module.run_info = {"config": dict(cfg), "git_revision": git_revision(), "seed": seed,
+                       "threads": torch.get_num_threads(), "versions": _versions()}
     rank0 = all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
     if (run_dir / "checkpoints").is_dir() and rank0:
         # a run of the same name: its checkpoints and policy go, so no stale best.ckpt sits
@@ -296,6 +301,13 @@ def fit(module: PolicyModule, train_ds: Dataset, val_ds: Dataset | None, collate
         return None
     best = ckpt.best_model_path or ckpt.last_model_path
     return Path(best) if best else run_dir / "checkpoints" / "last.ckpt"
+
+
+def _versions() -> dict:
+    """The versions of the libraries whose arithmetic a run's weights depend on."""
+    import torch_geometric
+    return {"torch": str(torch.__version__), "torch_geometric": str(torch_geometric.__version__),
+            "lightning": str(L.__version__)}
 
 
 def init_weights(model: torch.nn.Module, path: str | Path, sample: Callable | None = None) -> None:

@@ -173,7 +173,8 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
             se, _ = gnn_se(pol, test)
             res["runs"][key] = {"variant": name, "n_train": int(n), "se": se.mean().item(),
                                 "se_ratio": se.mean().item() / res["se_bcd"], "train_minutes": (time.time() - t0) / 60,
-                                "params": sum(p.numel() for p in pol.model.parameters())}
+                                "params": sum(p.numel() for p in pol.model.parameters()),
+                                "threads": pol.info.get("threads")}      # what repeats the run bit for bit
             print(f"{name:>15} n={n:>5}: SE ratio {res['runs'][key]['se_ratio']:.4f} "
                   f"({res['runs'][key]['train_minutes']:.1f} min)", flush=True)
             res = _write_merged(path, res)                       # resumable

@@ -113,6 +113,7 @@ def test_tiny_fit_writes_config_checkpoint_and_policy(tmp_path):
     run = tmp_path / "tiny"
     info = yaml.safe_load((run / "config.yaml").read_text())
     assert info["seed"] == 3 and info["git_revision"] != "" and info["config"]["train"]["max_steps"] == 3
+    assert info["threads"] >= 1 and info["versions"]["torch"] == torch.__version__
     sd, ck_info = load_policy_checkpoint(run / "checkpoints" / "last.ckpt")
     assert ck_info["seed"] == 3 and "embed.weight" in sd
     assert (run / "logs" / "metrics.csv").read_text().count("val/sum_rate") == 1
@@ -121,11 +122,18 @@ def test_tiny_fit_writes_config_checkpoint_and_policy(tmp_path):
     V = policy(H, 0.1)
     assert V.shape == H.shape
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(4), atol=1e-4)  # total power P_T = 1
+    # the same seed and thread count give the same weights, bit for bit (a second run name)
+    r = _train(tmp_path, "run.name=tiny_again", "train.seed=3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = load_policy(tmp_path / "tiny_again" / "policy.pt").model.state_dict()
+    assert all(torch.equal(again[k], v) for k, v in policy.model.state_dict().items())
     # the same run.name again: replaced whole and said so (no stale best.ckpt beside a best-v1.ckpt)
     r = _train(tmp_path, "run.name=tiny", "train.seed=4")
     assert r.returncode == 0 and "replacing the checkpoints and policy of the earlier run" in r.stdout, r.stderr[-2000:]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 4
+    other = load_policy(run / "policy.pt").model.state_dict()     # and another seed does not
+    assert not all(torch.equal(other[k], v) for k, v in again.items())
 
 
 def test_init_weights_warm_start_and_mismatch(tmp_path):
