@@ -145,10 +145,7 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
     out_dir = check_writable(out_dir or RESULTS / f"fig5_{base_cfg['data']['regime']}", "--out")
     path = out_dir / "fig5.json"
     res = json.loads(path.read_text()) if path.exists() else {}
-    setup = {"regime": base_cfg["data"]["regime"], "channels": regime_kwargs(base_cfg["data"]["regime"]),
-             "train": {k: base_cfg["train"].get(k) for k in FIG5_TRAIN_KEYS},
-             "features": base_cfg["features"],
-             "model": {k: v for k, v in base_cfg["model"].items() if k != "attention"}, "n_test": n_test}
+    setup = fig5_setup(base_cfg, n_test)
     if res.get("runs"):
         _check_same_setup(path, res, setup)
     res.update({**setup, "command": " ".join(sys.argv)})
@@ -184,6 +181,16 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
 
 #: the training settings a Fig. 5 folder records (its runs must share them).
 FIG5_TRAIN_KEYS = ("batch_size", "max_steps", "lr", "lr_decay", "lr_decay_at", "grad_clip", "max_time", "seed")
+
+
+def fig5_setup(base_cfg: dict, n_test: int) -> dict:
+    """What every run in one Fig. 5 folder shares: the problem sizes, the channel regime,
+    the training schedule, the features and the model (all but its attention, the variable)."""
+    return {"sizes": dict(base_cfg["sizes"]), "regime": base_cfg["data"]["regime"],
+            "channels": regime_kwargs(base_cfg["data"]["regime"]),
+            "train": {k: base_cfg["train"].get(k) for k in FIG5_TRAIN_KEYS},
+            "features": base_cfg["features"],
+            "model": {k: v for k, v in base_cfg["model"].items() if k != "attention"}, "n_test": n_test}
 
 
 def _check_same_setup(path: Path, old: dict, new: dict) -> None:
@@ -227,9 +234,10 @@ def _plot_fig5(res: dict, path: Path) -> None:
             ax.plot(*zip(*rows), style, label=f"GNN ({name})")
     ax.axhline(res["se_bcd_random_phases"] / res["se_bcd"], color="gray", ls=":", lw=1, label="BCD, random phases")
     sizes = sorted({r["n_train"] for r in res["runs"].values()})
+    sz = res.get("sizes", {"N_B": 8, "N_RE": 8, "N_RF": 6, "K": 3})   # files written before sizes were kept
     ax.set(xscale="log", xlabel="training samples", ylabel="SE ratio to BCD",
-           title=f"Fig. 5: N_B = N_RE = 8, N_RF = 6, K = 3\n({res['train']['max_steps']} steps each, "
-                 f"seed {res['train'].get('seed', 0)})")
+           title=f"Fig. 5: N_B = {sz['N_B']}, N_RE = {sz['N_RE']}, N_RF = {sz['N_RF']}, K = {sz['K']}\n"
+                 f"({res['regime']} regime, {res['train']['max_steps']} steps each, seed {res['train'].get('seed', 0)})")
     ax.set_xticks(sizes, [str(n) for n in sizes])   # label the measured sizes only (no minor-tick clutter)
     ax.minorticks_off()
     ax.grid(alpha=.3)

@@ -209,6 +209,13 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
     path = tmp_path / "fig5.json"
     setup = {"regime": "ris", "train": {"max_steps": 600, "grad_clip": None}}
     _check_same_setup(path, {**setup, "runs": {"a|250": {}}}, setup)
+    from tasks.ris_figures import fig5_setup      # the problem sizes are part of it (N_RF = 3 runs stay apart)
+    from tasks.ris_precoding import DEFAULTS
+    cfg = json.loads(json.dumps(DEFAULTS))
+    six = fig5_setup(cfg, 500)
+    cfg["sizes"]["N_RF"] = 3
+    with pytest.raises(ValueError, match=r"sizes.N_RF: 6 there, 3 now"):
+        _check_same_setup(path, six, fig5_setup(cfg, 500))
     _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600}}, setup)   # older file: key absent
     with pytest.raises(ValueError, match=r"train.grad_clip: 1.0 there, None now"):
         _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600, "grad_clip": 1.0}}, setup)
