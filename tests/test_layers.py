@@ -245,7 +245,8 @@ def test_attention_matches_its_definition(kind, loop_max, dense, monkeypatch):
     for k in range(K):
         if kind == "softmax":
             q, kk = sc.f1(X.mean(1)), sc.f2(X.mean(1))
-            s = torch.tensor([(q[k] * kk[j]).sum() / C ** 0.5 if j != k else -float("inf") for j in range(K)])
+            s = torch.stack([(q[k] * kk[j]).sum() / C ** 0.5 if j != k else torch.tensor(-float("inf"))
+                             for j in range(K)])
             a = torch.softmax(s, 0)
         for j in range(K):
             if j == k:
