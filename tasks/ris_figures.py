@@ -181,6 +181,8 @@ def fig5(base_cfg: dict, sizes=(250, 1000, 4000), n_test: int = 500, out_dir: Pa
 
 #: the training settings a Fig. 5 folder records (its runs must share them).
 FIG5_TRAIN_KEYS = ("batch_size", "max_steps", "lr", "lr_decay", "lr_decay_at", "grad_clip", "max_time", "seed")
+#: the sizes of the folders written before ``fig5.json`` kept them (all at the defaults)
+FIG5_SIZES_BEFORE = {"K": 3, "N_B": 8, "N_RF": 6, "N_RE": 8, "cells": 1}
 
 
 def fig5_setup(base_cfg: dict, n_test: int) -> dict:
@@ -195,7 +197,8 @@ def fig5_setup(base_cfg: dict, n_test: int) -> dict:
 
 def _check_same_setup(path: Path, old: dict, new: dict) -> None:
     """Refuse to add runs with another config to ``path`` (keys an older file lacks are
-    not compared)."""
+    not compared; a file without sizes was written at :data:`FIG5_SIZES_BEFORE`)."""
+    old = {"sizes": FIG5_SIZES_BEFORE, **old}
     diff = []
     for k, v in new.items():
         if k not in old:
@@ -234,7 +237,7 @@ def _plot_fig5(res: dict, path: Path) -> None:
             ax.plot(*zip(*rows), style, label=f"GNN ({name})")
     ax.axhline(res["se_bcd_random_phases"] / res["se_bcd"], color="gray", ls=":", lw=1, label="BCD, random phases")
     sizes = sorted({r["n_train"] for r in res["runs"].values()})
-    sz = res.get("sizes", {"N_B": 8, "N_RE": 8, "N_RF": 6, "K": 3})   # files written before sizes were kept
+    sz = res.get("sizes", FIG5_SIZES_BEFORE)
     ax.set(xscale="log", xlabel="training samples", ylabel="SE ratio to BCD",
            title=f"Fig. 5: N_B = {sz['N_B']}, N_RE = {sz['N_RE']}, N_RF = {sz['N_RF']}, K = {sz['K']}\n"
                  f"({res['regime']} regime, {res['train']['max_steps']} steps each, seed {res['train'].get('seed', 0)})")

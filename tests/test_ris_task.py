@@ -216,6 +216,9 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
     cfg["sizes"]["N_RF"] = 3
     with pytest.raises(ValueError, match=r"sizes.N_RF: 6 there, 3 now"):
         _check_same_setup(path, six, fig5_setup(cfg, 500))
+    with pytest.raises(ValueError, match=r"sizes.N_RF: 6 there, 3 now"):     # a file from before sizes were kept
+        _check_same_setup(path, {k: v for k, v in six.items() if k != "sizes"}, fig5_setup(cfg, 500))
+    _check_same_setup(path, {k: v for k, v in six.items() if k != "sizes"}, six)
     _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600}}, setup)   # older file: key absent
     with pytest.raises(ValueError, match=r"train.grad_clip: 1.0 there, None now"):
         _check_same_setup(path, {"regime": "ris", "train": {"max_steps": 600, "grad_clip": 1.0}}, setup)
