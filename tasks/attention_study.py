@@ -6,11 +6,10 @@ over several training seeds, and the verdict on attention is a t-test over those
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
-__all__ = ["seed_t_test", "run_name", "timed", "check_attention_override"]
+__all__ = ["seed_t_test", "run_name", "check_attention_override"]
 
 
 def seed_t_test(diffs) -> dict:
@@ -38,16 +37,6 @@ def seed_t_test(diffs) -> dict:
 def run_name(cfg: dict, stem: str) -> str:
     """``run.name``, or ``<stem>_s<seed>`` (``<stem>_all_s<seed>`` for the all-attention variant)."""
     return cfg["run"]["name"] or f"{stem}{'_all' if cfg['model']['attention'] == 'all' else ''}_s{cfg['train']['seed']}"
-
-
-def timed(fn, reps: int = 3):
-    """(result, median seconds) over ``reps`` calls."""
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, sorted(times)[len(times) // 2]
 
 
 def check_attention_override(cfg: dict) -> None:

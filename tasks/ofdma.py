@@ -55,7 +55,8 @@ import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, path_arg, positive_int, task_main
 from pegnn.policy_files import load_task_policy
-from tasks.attention_study import check_attention_override, run_name, seed_t_test, timed
+from tasks import timed
+from tasks.attention_study import check_attention_override, run_name, seed_t_test
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "graphs" / "ofdma_pb.yaml"

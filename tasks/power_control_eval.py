@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from tasks.attention_study import seed_t_test, timed
+from tasks import timed
+from tasks.attention_study import seed_t_test
 from tasks.power_control import P_MAX, d2d_channels
 
 # ---------------------------------------------------------------- evaluate

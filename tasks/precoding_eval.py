@@ -14,16 +14,10 @@ from pathlib import Path
 
 import torch
 
+from tasks import timed
 from tasks.precoding import GEN_SEED, SNRS, channels, collate, objective
 
 # ---------------------------------------------------------------- evaluate
-def _timed(fn, *args, reps=1):
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        out = fn(*args)
-    return out, (time.perf_counter() - t0) / reps
-
-
 _STYLE = {"TECFP": "o-", "ZF": "s--", "MMSE": "^--", "WMMSE-RandInit": "v:", "WMMSE-MMSEInit": "d-"}
 
 
@@ -61,7 +55,7 @@ def compare(policy, H, s2, methods=("TECFP", "ZF", "MMSE", "WMMSE-RandInit", "WM
     for m in methods:
         if m.startswith("TECFP"):  # warm-up: the graph structure for these sizes is built (and cached) once
             run[m]()
-        V, sec = _timed(run[m])
+        V, sec = timed(run[m], 1)
         R = sum_rate(H.to(torch.complex128), V.to(torch.complex128), s2)
         res[m] = {"sum_rate": float(R.mean()), "sec_per_sample": sec / len(H)}
     return res
