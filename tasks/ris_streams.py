@@ -21,7 +21,10 @@ sweep (seed 3, the other sizes at the training values):
   from three starts: from one beam per UE (:func:`~pegnn.wireless.tagged_mrt`, phases and
   precoder free), from the GNN's own output (is it a local maximum?), and from one beam
   per UE with the GNN's RIS phases held fixed (how far its phases carry a multi-UE
-  precoder).
+  precoder);
+* the same ascent in the powers of the sum-SE-optimal beamforming structure and the
+  phases (:func:`pegnn.wireless.dual_ascent`) from a neutral start: a second, more
+  benign landscape.
 
 It also draws ``streams.png`` beside the JSON.
 """
@@ -60,7 +63,7 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
             ascent_iters: int = 1500, N_RF: int = 6) -> dict:
     from pegnn.wireless.ris import RISHybrid, hybrid_precoder, ris_rate
     from pegnn.wireless.ris_single_ue import ris_single_ue
-    from pegnn.wireless.ris_ascent import ris_ascent, tagged_mrt
+    from pegnn.wireless.ris_ascent import dual_ascent, ris_ascent, tagged_mrt
     from pegnn.wireless.ris_bcd import ris_bcd
     from tasks.ris_data import channels
     from tasks.ris_precoding import _drops
@@ -84,7 +87,8 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
         row = {"bcd": {"se": se_bcd, "per_ue_sorted": _sorted_rates(bcd)},
                "single_ue": {"over_bcd": one.se.max(-1).values.mean().item() / se_bcd,
                              "upper_over_bcd": one.se_upper.max(-1).values.mean().item() / se_bcd},
-               "ascent_tagged_mrt": ascent(multi)}
+               "ascent_tagged_mrt": ascent(multi),
+               "ascent_dual": summary(dual_ascent(c, N_RF, iters=ascent_iters)[0])}
         for name, pol in policies.items():
             # N_RE = 100 graphs are large: 25 drops at a time
             o = RISHybrid(*(torch.cat(x).to(torch.complex128) for x in zip(
@@ -98,7 +102,8 @@ def streams(policies: dict, n_re_values, n_test: int, regime: str = "ris", progr
                   f"one UE: best found {row['single_ue']['over_bcd']:.3f}, "
                   f"bound {row['single_ue']['upper_over_bcd']:.3f}; "
                   f"ascent from one beam per UE {row['ascent_tagged_mrt']['over_bcd']:.3f} "
-                  f"({row['ascent_tagged_mrt']['ues_served']:.2f} UEs)"
+                  f"({row['ascent_tagged_mrt']['ues_served']:.2f} UEs), in the dual form "
+                  f"{row['ascent_dual']['over_bcd']:.3f} ({row['ascent_dual']['ues_served']:.2f} UEs)"
                   + "".join(f"; {n} {row[n]['over_bcd']:.3f} ({row[n]['ues_served']:.2f} UEs), ascent from it "
                             f"{row[n]['ascent_from_policy']['over_bcd']:.3f}, its phases + one beam per UE "
                             f"{row[n]['ascent_tagged_mrt_policy_theta']['over_bcd']:.3f}" for n in policies),
@@ -119,6 +124,8 @@ def _plot(res: dict, policies, path: Path) -> None:
                 label=f"ascent from GNN {name}")
     ax.plot(x, [r["ascent_tagged_mrt"]["over_bcd"] for r in rows.values()], "^-", color="black",
             label="ascent from one beam per UE")
+    ax.plot(x, [r["ascent_dual"]["over_bcd"] for r in rows.values()], "D-", color="dimgrey",
+            label="ascent, dual form (q, p, θ)")
     ax.plot(x, [r["single_ue"]["over_bcd"] for r in rows.values()], "s--", label="one UE: best found")
     ax.plot(x, [r["single_ue"]["upper_over_bcd"] for r in rows.values()], "v:",
             label="one beam (rank one): upper bound")

@@ -15,7 +15,9 @@ power_control       P-C: WMMSE power control; P-B: OFDMA minimum bandwidth (KKT)
 ris, ris_bcd        :func:`ris_rate`, :func:`ris_bcd` (Guo, Liang, Chen, Larsson 2020),
                     :func:`ris_single_ue` (what serving one UE alone can reach)
 ris_ascent          :func:`ris_ascent` (per-drop gradient ascent on the SE from a start),
-                    :func:`tagged_mrt` (one beam per UE: the multi-UE start)
+                    :func:`tagged_mrt` (one beam per UE: the multi-UE start),
+                    :func:`dual_precoder` / :func:`dual_ascent` (the sum-SE-optimal
+                    beamforming structure, and ascent in its powers and the phases)
 ==================  =============================================================
 """
 from .channels import correlated_rayleigh, load_channels, rayleigh_channels, uma_channels
@@ -24,7 +26,7 @@ from .precoders import cfp, mmse, normalize_power, zf
 from .rates import miso_rates, sum_rate, user_rates, waterfilling_capacity
 from .ris import (RISDigital, RISHybrid, RISTensors, hybrid_precoder, rf_assignment, ris_effective_channel,
                   ris_rate, unit_modulus)
-from .ris_ascent import ris_ascent, tagged_mrt
+from .ris_ascent import dual_ascent, dual_precoder, ris_ascent, tagged_mrt
 from .ris_bcd import hybrid_from_digital, ris_bcd
 from .ris_channels import RISChannels, ris_channels
 from .ris_single_ue import RISSingleUE, ris_single_ue
@@ -37,4 +39,4 @@ __all__ = ["uma_channels", "rayleigh_channels", "correlated_rayleigh", "load_cha
            "swap_refine", "random_schedule", "scheduled_sum_rate", "pc_rates", "wmmse_power_control", "ofdma_rates",
            "ofdma_min_bandwidth", "ris_rate", "ris_bcd", "ris_effective_channel", "hybrid_precoder",
            "hybrid_from_digital", "unit_modulus", "RISTensors", "RISHybrid", "RISDigital", "ris_single_ue",
-           "RISSingleUE", "ris_ascent", "tagged_mrt", "rf_assignment"]
+           "RISSingleUE", "ris_ascent", "tagged_mrt", "dual_ascent", "dual_precoder", "rf_assignment"]

@@ -17,6 +17,10 @@ starts — which is what it is for:
 * with ``fix_theta=True`` it is the best precoder, from that start, for phases held
   fixed (e.g. the policy's phases).
 
+:func:`dual_ascent` climbs in another parameterisation: the RIS phases and, per UE, two
+powers of the sum-SE-optimal beamforming structure (:func:`dual_precoder`). From a
+neutral start (equal powers, every phase 1) it reaches multi-UE solutions above BCD's.
+
 ``python -m tasks.ris_streams`` reports all three; ``results/ris_precoding/README.md``
 says what they show.
 """
@@ -25,9 +29,9 @@ from __future__ import annotations
 import torch
 
 from .ris import (RISHybrid, _effective_rows, _per_sample, _rates_from_received, as_ris_channels,
-                  normalize_hybrid_power, rf_assignment, ris_received, unit_modulus)
+                  hybrid_from_digital, normalize_hybrid_power, rf_assignment, ris_received, unit_modulus)
 
-__all__ = ["tagged_mrt", "ris_ascent"]
+__all__ = ["tagged_mrt", "ris_ascent", "dual_precoder", "dual_ascent"]
 
 
 def tagged_mrt(channels, N_RF: int) -> RISHybrid:
@@ -122,3 +126,97 @@ def ris_ascent(channels, init: RISHybrid, iters: int = 1500, lr: float = 0.05, f
     if not bool(torch.isfinite(best_se).all()):
         raise ValueError("ris_ascent: the SE became NaN/Inf (channels of extreme scale?)")
     return RISHybrid(*best), {"se": best_se, "se_init": se_init, "iters": iters}
+
+
+def dual_precoder(h: torch.Tensor, q: torch.Tensor, p: torch.Tensor, P_max, noise_var) -> torch.Tensor:
+    r"""The beamforming structure of the sum-SE optimum (uplink-downlink duality; Björnson,
+    Bengtsson & Ottersten, "Optimal multiuser transmit beamforming: a difficult problem
+    with a simple solution structure", IEEE SPM 2014), per BS ``m`` on the effective rows
+    ``h`` (:func:`~pegnn.wireless.ris.ris_effective_channel`):
+
+    .. math::
+        \mathbf w_{m,k} = \sqrt{p_{m,k} P_m}\,
+        \frac{\mathbf A_m^{-1}\mathbf h_{m,mK+k}}{\|\mathbf A_m^{-1}\mathbf h_{m,mK+k}\|},
+        \qquad \mathbf A_m = \mathbf I_{N_B} + \frac{P_m}{\sigma^2}\sum_u q_u\,
+        \mathbf h_{m,u}\mathbf h_{m,u}^H,
+
+    with :math:`\mathbf h_{m,u}` the column whose conjugate transpose is the row ``h[:, m, u]``,
+    the sum over every UE of the system (BS ``m`` regularises against the UEs of other
+    cells too), ``q`` the dual uplink powers and ``p`` the downlink powers, each summing to
+    1 within a cell. For ``M = 1`` every sum-SE optimum has this form for some ``(q, p)``;
+    it is the ``N_R = 1`` counterpart of paper 000's CFP (eq. (6)), whose ``A``, ``U``
+    play the part of ``q`` and ``p``. The power is ``P_m`` per BS by construction.
+
+    *Shapes*: ``h`` ``[B, M, U, N_B]``, ``q`` and ``p`` ``[B, M, K]`` (``U = M K``, real,
+    non-negative, summing to 1 over ``K``), ``P_max`` and ``noise_var`` floats or ``[B]``
+    → ``W`` ``[B, M, N_B, K]`` in ``h``'s dtype.
+    """
+    B, M, U, N_B = h.shape
+    K = U // M
+    if q.shape != (B, M, K) or p.shape != (B, M, K):
+        raise ValueError(f"dual_precoder: q and p must be [B, M, K] = {[B, M, K]}, got {tuple(q.shape)}, "
+                         f"{tuple(p.shape)}")
+    P, s2 = _per_sample(P_max, B, h), _per_sample(noise_var, B, h)
+    snr = (P / s2).reshape(B, 1, 1, 1)
+    w_all = q.reshape(B, 1, U).to(h.real.dtype)                          # every UE's dual power
+    A = torch.eye(N_B, dtype=h.dtype, device=h.device) + snr * torch.einsum(
+        "bu,bmui,bmuj->bmij", w_all[:, 0], h.conj(), h)                 # [B, M, N_B, N_B]
+    own = torch.stack([h[:, m, m * K:(m + 1) * K] for m in range(M)], 1)  # [B, M, K, N_B]
+    V = torch.linalg.solve(A, own.conj().transpose(-2, -1))              # [B, M, N_B, K]
+    V = V / V.norm(dim=-2, keepdim=True).clamp_min(1e-300)
+    return V * (p * P.reshape(B, 1, 1)).sqrt().to(h.dtype).unsqueeze(-2)
+
+
+def dual_ascent(channels, N_RF: int, iters: int = 1500, lr: float = 0.05,
+                progress: bool = False) -> tuple[RISHybrid, dict]:
+    r"""Adam on the sum SE over the RIS phases and the logits of :func:`dual_precoder`'s
+    ``q`` and ``p`` (a softmax per cell), from a neutral start: equal powers, every phase
+    1 (so the first precoder is the MMSE one on the direct-plus-unphased channel). As in
+    :func:`ris_ascent` each drop climbs on its own and keeps its best iterate. The
+    digital optimum is then realised in hybrid form (:func:`~pegnn.wireless.ris.hybrid_from_digital`:
+    exact when ``N_RF >= 2K``; otherwise an approximation whose SE is what ``info`` reports).
+
+    Returns a feasible :class:`RISHybrid` in complex128 and ``info`` with ``se`` (of the
+    hybrid output), ``se_digital``, ``se_init`` ``[B]`` and ``p`` ``[B, M, K]`` (the
+    downlink power shares: which UEs are served).
+    """
+    if iters < 0 or not lr > 0:
+        raise ValueError(f"dual_ascent: need iters >= 0 and lr > 0, got iters={iters}, lr={lr}")
+    ch = as_ris_channels(channels)
+    cd = torch.complex128
+    hd, G, hr = ch.h_d.to(cd), ch.G.to(cd), ch.h_r.to(cd)
+    B, M, U, N_B = hd.shape
+    K = U // M
+    s2 = _per_sample(ch.noise_var, B, hd)
+    xq = torch.zeros(B, M, K, dtype=torch.float64, requires_grad=True)
+    xp = torch.zeros(B, M, K, dtype=torch.float64, requires_grad=True)
+    phi = torch.zeros(B, G.shape[2], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([xq, xp, phi], lr=lr)
+
+    def step():
+        theta = torch.polar(torch.ones_like(phi), phi)
+        h = _effective_rows(hd, G, hr, theta)
+        W = dual_precoder(h, xq.softmax(-1), xp.softmax(-1), ch.P_max, ch.noise_var)
+        return W, theta, _rates_from_received(ris_received(h, W), s2).sum(-1)
+
+    from tqdm.auto import tqdm
+    W, theta, se = step()
+    se_init = se.detach().clone()
+    best_se, best = se_init.clone(), (W.detach(), theta.detach(), xp.detach().softmax(-1))
+    for _ in tqdm(range(iters), desc="dual_ascent", disable=not progress, leave=False):
+        opt.zero_grad()
+        (-se.sum()).backward()
+        opt.step()
+        W, theta, se = step()
+        better = se.detach() > best_se
+        best_se = torch.where(better, se.detach(), best_se)
+        best = tuple(torch.where(better.reshape(-1, *[1] * (x.dim() - 1)), x, b)
+                     for x, b in zip((W.detach(), theta.detach(), xp.detach().softmax(-1)), best))
+    if not bool(torch.isfinite(best_se).all()):
+        raise ValueError("dual_ascent: the SE became NaN/Inf (channels of extreme scale?)")
+    W, theta, p = best
+    hyb = hybrid_from_digital(W, N_RF)
+    out = RISHybrid(hyb.baseband, hyb.analog, theta)
+    h = _effective_rows(hd, G, hr, theta)
+    se_h = _rates_from_received(ris_received(h, out.analog @ out.baseband), s2).sum(-1)
+    return out, {"se": se_h, "se_digital": best_se, "se_init": se_init, "p": p, "iters": iters}
