@@ -39,7 +39,7 @@ def test_ris_streams_writes_counts_and_one_ue_bounds(tmp_path, monkeypatch, caps
     assert 0 < g["over_bcd"] and out.with_suffix(".png").stat().st_size > 0
     # each ascent keeps its best iterate: never below its start (the GNN's own output)
     assert g["ascent_from_policy"]["over_bcd"] >= g["over_bcd"] - 1e-9
-    for a in (r["ascent_tagged_mrt"], g["ascent_from_policy"], g["ascent_tagged_mrt_policy_theta"]):
+    for a in (r["ascent_tagged_mrt"], r["ascent_dual"], g["ascent_from_policy"], g["ascent_tagged_mrt_policy_theta"]):
         assert a["over_bcd"] > 0 and 1 <= a["ues_served"] <= 3 and len(a["per_ue_sorted"]) == 3
     assert "wrote" in capsys.readouterr().out
 
