@@ -172,6 +172,39 @@ def bench_greedy(args) -> dict:
     return res
 
 
+@section("ris_baselines")
+def bench_ris_baselines(args) -> dict:
+    """Per-drop optimisers of problem P-R on the same drops (the ``"ris"`` regime, K = 3,
+    N_B = 8, N_RF = 6, seed 5 as ``tasks.ris_precoding bench``): BCD (its defaults,
+    batched) against the ascent in the dual form (:func:`pegnn.wireless.dual_ascent`,
+    1500 Adam steps, batched), at N_RE = 8 and 100: seconds per drop (median over
+    ``--repeats``), mean SE and the UEs the dual form serves. Both in complex128."""
+    from pegnn.wireless import dual_ascent, ris_bcd, ris_rate
+    from tasks.ris_data import channels
+    from tasks.ris_streams import served_ues
+    from pegnn.wireless.ris import hybrid_precoder
+    out = {"samples": args.ris_samples, "K": 3, "N_B": 8, "N_RF": 6, "dual_iters": 1500, "per_N_RE": {}}
+    for n_re in (8, 100):
+        ch = channels(args.ris_samples, 5, N_RE=n_re).to(dtype=torch.complex128)
+        t_bcd, t_dual = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            bcd = ris_bcd(ch)
+            t_bcd.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            dual, _ = dual_ascent(ch, 6)
+            t_dual.append(time.perf_counter() - t0)
+        se_bcd, se_dual = ris_rate(ch, bcd).mean().item(), ris_rate(ch, dual).mean().item()
+        n = args.ris_samples
+        out["per_N_RE"][n_re] = {
+            "bcd_sec_per_drop": statistics.median(t_bcd) / n, "dual_sec_per_drop": statistics.median(t_dual) / n,
+            "bcd_seconds_runs": t_bcd, "dual_seconds_runs": t_dual,
+            "dual_speedup_over_bcd": statistics.median(t_bcd) / statistics.median(t_dual),
+            "se_bcd": se_bcd, "se_dual": se_dual, "dual_over_bcd": se_dual / se_bcd,
+            "dual_ues_served": served_ues(hybrid_precoder(dual.baseband, dual.analog)).double().mean().item()}
+    return out
+
+
 @task_main
 def main(argv=None) -> int:
     ap = TaskArgumentParser(prog="python -m tasks.bench wireless",
@@ -183,6 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--wmmse-samples", type=positive_int, default=100)
     ap.add_argument("--greedy-samples", type=positive_int, default=10)
+    ap.add_argument("--ris-samples", type=positive_int, default=100, help="RIS drops per N_RE (ris_baselines)")
     ap.add_argument("--out", type=out_file, default=str(DEFAULT_OUT))
     args = ap.parse_task(argv)
     names = [s for s in args.sections.split(",") if s]
