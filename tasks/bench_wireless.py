@@ -179,10 +179,9 @@ def bench_ris_baselines(args) -> dict:
     batched) against the ascent in the dual form (:func:`pegnn.wireless.dual_ascent`,
     1500 Adam steps, batched), at N_RE = 8 and 100: seconds per drop (median over
     ``--repeats``), mean SE and the UEs the dual form serves. Both in complex128."""
-    from pegnn.wireless import dual_ascent, ris_bcd, ris_rate
+    from pegnn.wireless import dual_ascent, hybrid_precoder, ris_bcd, ris_rate
     from tasks.ris_data import channels
     from tasks.ris_streams import served_ues
-    from pegnn.wireless.ris import hybrid_precoder
     out = {"samples": args.ris_samples, "K": 3, "N_B": 8, "N_RF": 6, "dual_iters": 1500, "per_N_RE": {}}
     for n_re in (8, 100):
         ch = channels(args.ris_samples, 5, N_RE=n_re).to(dtype=torch.complex128)

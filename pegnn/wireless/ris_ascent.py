@@ -29,9 +29,18 @@ from __future__ import annotations
 import torch
 
 from .ris import (RISHybrid, _effective_rows, _per_sample, _rates_from_received, as_ris_channels,
-                  hybrid_from_digital, normalize_hybrid_power, rf_assignment, ris_received, unit_modulus)
+                  hybrid_from_digital, normalize_hybrid_power, rf_assignment, ris_rate, ris_received,
+                  unit_modulus)
 
 __all__ = ["tagged_mrt", "ris_ascent", "dual_precoder", "dual_ascent"]
+
+
+def _keep_best(best_se, best, se, current):
+    """Per drop, the better of the best iterate so far and the current one: ``(best_se,
+    best)`` with ``best`` a tuple of tensors whose first axis is the drop."""
+    better = se.detach() > best_se
+    pick = lambda x, b: torch.where(better.reshape(-1, *[1] * (x.dim() - 1)), x.detach(), b)
+    return torch.where(better, se.detach(), best_se), tuple(pick(x, b) for x, b in zip(current, best))
 
 
 def tagged_mrt(channels, N_RF: int) -> RISHybrid:
@@ -113,16 +122,14 @@ def ris_ascent(channels, init: RISHybrid, iters: int = 1500, lr: float = 0.05, f
     out = feasible()
     se = se_of(out)
     se_init = se.detach().clone()
-    best_se, best = se_init.clone(), [x.detach().clone() for x in out]
+    best_se, best = se_init.clone(), tuple(x.detach().clone() for x in out)
     for _ in tqdm(range(iters), desc="ris_ascent", disable=not progress, leave=False):
         opt.zero_grad()
         (-se.sum()).backward()
         opt.step()
         out = feasible()
         se = se_of(out)
-        better = se.detach() > best_se
-        best_se = torch.where(better, se.detach(), best_se)
-        best = [torch.where(better.reshape(-1, *[1] * (x.dim() - 1)), x.detach(), b) for x, b in zip(out, best)]
+        best_se, best = _keep_best(best_se, best, se, out)
     if not bool(torch.isfinite(best_se).all()):
         raise ValueError("ris_ascent: the SE became NaN/Inf (channels of extreme scale?)")
     return RISHybrid(*best), {"se": best_se, "se_init": se_init, "iters": iters}
@@ -158,9 +165,9 @@ def dual_precoder(h: torch.Tensor, q: torch.Tensor, p: torch.Tensor, P_max, nois
                          f"{tuple(p.shape)}")
     P, s2 = _per_sample(P_max, B, h), _per_sample(noise_var, B, h)
     snr = (P / s2).reshape(B, 1, 1, 1)
-    w_all = q.reshape(B, 1, U).to(h.real.dtype)                          # every UE's dual power
+    q_all = q.reshape(B, U).to(h.real.dtype)                             # every UE's dual power
     A = torch.eye(N_B, dtype=h.dtype, device=h.device) + snr * torch.einsum(
-        "bu,bmui,bmuj->bmij", w_all[:, 0], h.conj(), h)                 # [B, M, N_B, N_B]
+        "bu,bmui,bmuj->bmij", q_all, h.conj(), h)                       # [B, M, N_B, N_B]
     own = torch.stack([h[:, m, m * K:(m + 1) * K] for m in range(M)], 1)  # [B, M, K, N_B]
     V = torch.linalg.solve(A, own.conj().transpose(-2, -1))              # [B, M, N_B, K]
     V = V / V.norm(dim=-2, keepdim=True).clamp_min(1e-300)
@@ -208,15 +215,10 @@ def dual_ascent(channels, N_RF: int, iters: int = 1500, lr: float = 0.05,
         (-se.sum()).backward()
         opt.step()
         W, theta, se = step()
-        better = se.detach() > best_se
-        best_se = torch.where(better, se.detach(), best_se)
-        best = tuple(torch.where(better.reshape(-1, *[1] * (x.dim() - 1)), x, b)
-                     for x, b in zip((W.detach(), theta.detach(), xp.detach().softmax(-1)), best))
+        best_se, best = _keep_best(best_se, best, se, (W, theta, xp.softmax(-1)))
     if not bool(torch.isfinite(best_se).all()):
         raise ValueError("dual_ascent: the SE became NaN/Inf (channels of extreme scale?)")
     W, theta, p = best
-    hyb = hybrid_from_digital(W, N_RF)
-    out = RISHybrid(hyb.baseband, hyb.analog, theta)
-    h = _effective_rows(hd, G, hr, theta)
-    se_h = _rates_from_received(ris_received(h, out.analog @ out.baseband), s2).sum(-1)
+    out = hybrid_from_digital(W, N_RF)._replace(theta=theta)
+    se_h = ris_rate((hd, G, hr, ch.noise_var, ch.P_max), out)
     return out, {"se": se_h, "se_digital": best_se, "se_init": se_init, "p": p, "iters": iters}
