@@ -16,7 +16,8 @@ from typing import Mapping
 import torch
 
 from .models import PEGNN
-from .policies import RISPolicy, TECFPPolicy, TEUSPolicy
+from .policies import TECFPPolicy, TEUSPolicy
+from .ris_policy import RISPolicy
 from .spec import ProblemSpec
 
 __all__ = ["pretrained", "save_policy", "load_policy", "load_named_policies", "read_policy_file",

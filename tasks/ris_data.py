@@ -147,38 +147,118 @@ def mixed_N_RE_dataset(n: int, seed: int, sz: dict, regime: str, values) -> tupl
 # ---------------------------------------------------------------- model pieces
 def task_spec(path=SPEC, W_0: bool = False):
     from pegnn import load_spec
-    from pegnn.policies import RISPolicy
+    from pegnn.ris_policy import RISPolicy
     if not isinstance(W_0, bool):
         raise ValueError(f"features.W_0: expected true or false, got {W_0!r}")
     return RISPolicy.extend_spec(load_spec(path), W_0)
 
 
-def _graph_inputs(b: dict, W_0: bool) -> dict:
-    from pegnn.policies import RISPolicy
+def _graph_inputs(b: dict, W_0: bool, rf: bool = True) -> dict:
+    from pegnn.ris_policy import RISPolicy
     M, U = b["h_d"].shape[1], b["h_d"].shape[2]
-    tag = RISPolicy.rf_tag(M, U // M, int(b["n_rf"][0]))
+    tag = RISPolicy.rf_tag(M, U // M, int(b["n_rf"][0])) if rf else None
     return RISPolicy.graph_inputs(b["h_d"], b["G"], b["h_r"], b["noise_var"], b["P_max"], tag, W_0=W_0)
 
 
-def _sizes_of(s: dict) -> dict:
+def _sizes_of(s: dict, rf: bool = True) -> dict:
     M, U, N_B = s["h_d"].shape
-    return {"cell": M, "ue": U // M, "rf": int(s["n_rf"]), "ant_bs": N_B, "re": s["G"].shape[1]}
+    return {"cell": M, "ue": U // M, "ant_bs": N_B, "re": s["G"].shape[1], **({"rf": int(s["n_rf"])} if rf else {})}
 
 
 def collate(spec):
     from pegnn.train import GraphCollate
-    return GraphCollate(spec, sizes_of=_sizes_of, pairs=(),
-                        graph_inputs=lambda b: _graph_inputs(b, W_0="W_0" in spec.inputs))
+    rf = "rf" in spec.sets        # the dual form has no RF chains
+    return GraphCollate(spec, sizes_of=lambda s: _sizes_of(s, rf), pairs=(),
+                        graph_inputs=lambda b: _graph_inputs(b, W_0="W_0" in spec.inputs, rf=rf))
+
+
+def _channels_of(samples: dict) -> tuple:
+    return samples["h_d"], samples["G"], samples["h_r"], samples["noise_var"], samples["P_max"]
 
 
 def objective(samples, raw):
-    """−mean SE (bits/s/Hz) of the feasible hybrid precoder (paper 002 Sec. V)."""
-    from pegnn.policies import RISPolicy
+    """−mean SE (bits/s/Hz) of the feasible precoder (paper 002 Sec. V): the hybrid
+    output layer's, or in the dual form the digital precoder of the closed form (the
+    hybrid realisation reproduces it exactly when ``N_RF >= 2K``)."""
+    from pegnn.ris_policy import RISPolicy
     from pegnn.wireless.ris import ris_rate
-    M = samples["h_d"].shape[1]
-    out = RISPolicy.output_layer(raw, M, samples["P_max"])
-    se = ris_rate((samples["h_d"], samples["G"], samples["h_r"], samples["noise_var"], samples["P_max"]), out)
+    ch = _channels_of(samples)
+    if "q" in raw:
+        out = RISPolicy.dual_output(raw, ch)
+    else:
+        out = RISPolicy.output_layer(raw, samples["h_d"].shape[1], samples["P_max"])
+    se = ris_rate(ch, out)
     return -se.mean(), {"se": se.mean().detach()}
+
+
+#: weight of the phase term of :func:`imitation_objective`
+PHASE_WEIGHT = 4.0
+
+
+def imitation_objective(samples, raw):
+    r"""Supervised loss of the dual form against :func:`dual_labels` ``(q^*, p^*, \theta^*)``:
+    the cross-entropies :math:`-\sum_k q^*_k \log \mathrm{softmax}(q)_k` and the same for
+    ``p`` (per cell, averaged over cells), plus ``PHASE_WEIGHT`` × :math:`(1 - |\langle
+    \theta, \theta^*\rangle| / N_{RE})`, free of the phases' common rotation, which no
+    SE sees. Each term is 0 at the labels; unrelated phases give ~``PHASE_WEIGHT``.
+    The SE of the output is reported beside it (``se``)."""
+    from pegnn.ris_policy import RISPolicy
+    from pegnn.wireless.ris import ris_rate, unit_modulus
+    B, M, U = samples["h_d"].shape[:3]
+    ce = 0.0
+    for k in ("q", "p"):
+        logp = raw[k].to(torch.float64).reshape(B, M, U // M).log_softmax(-1)
+        ce = ce - (samples[f"{k}_star"].reshape(B, M, U // M) * logp).sum(-1).mean()
+    th, th_star = unit_modulus(raw["theta"].to(torch.complex128)), samples["theta_star"]
+    phase = 1 - (th_star.conj() * th).sum(-1).abs() / th.shape[-1]
+    loss = ce + PHASE_WEIGHT * phase.mean()
+    with torch.no_grad():
+        se = ris_rate(_channels_of(samples), RISPolicy.dual_output(raw, _channels_of(samples)))
+    return loss, {"se": se.mean(), "phase": phase.mean().detach()}
+
+
+DUAL_LABELS_VERSION = "pegnn-ris-dual-labels-1"  # bump when dual_ascent's output changes
+
+
+def dual_labels(samples: dict, iters: int = 1500, lr: float = 0.05, batch: int = 500,
+                progress: bool = True) -> dict:
+    """Per-drop labels for :func:`imitation_objective`: the best ``(q, p, theta)`` of
+    :func:`pegnn.wireless.dual_ascent` on the drops of a :func:`sample_dict` (``q_star``,
+    ``p_star`` ``[B, M K]``, ``theta_star`` ``[B, N_RE]`` complex128; ``se`` the digital
+    SE), cached in the data cache under the SHA-256 of the drops' tensors, ``iters``,
+    ``lr`` and :data:`DUAL_LABELS_VERSION` (4000 drops at the training size: ~1 min on one
+    thread). Drops climb independently, so ``batch`` does not change the labels."""
+    import hashlib
+    import json
+    from tqdm.auto import tqdm
+    from pegnn.data import _load_shard, _save_atomic, cache_dir, tensor_hash
+    from pegnn.wireless import dual_ascent
+    tensors = {k: samples[k] for k in ("h_d", "G", "h_r", "noise_var", "P_max")}
+    spec = {"drops": tensor_hash(tensors), "iters": iters, "lr": lr, "version": DUAL_LABELS_VERSION}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    path = cache_dir() / f"ris_pr-dual-labels-{key[:16]}.pt"
+    got = _load_shard(path, {"key": key})
+    if got is not None:
+        return got[0]
+    B, M, U = samples["h_d"].shape[:3]
+    parts = []
+    for i in tqdm(range(0, B, batch), desc="dual labels", disable=not progress):
+        sub = tuple(tensors[k][i:i + batch] for k in ("h_d", "G", "h_r", "noise_var", "P_max"))
+        # N_RF = 2K: the labels are the digital optimum's (q, p, theta), whatever the hybrid
+        out, info = dual_ascent(sub, 2 * (U // M), iters=iters, lr=lr)
+        n = out.theta.shape[0]
+        parts.append({"q_star": info["q"].reshape(n, -1), "p_star": info["p"].reshape(n, -1),
+                      "theta_star": out.theta, "se": info["se_digital"]})
+    labels = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    _save_atomic({"meta": {**spec, "key": key, "tensor_hash": tensor_hash(labels)}, "tensors": labels,
+                  "constants": {}}, path)
+    return labels
+
+
+def with_dual_labels(samples: dict, progress: bool = True) -> dict:
+    """``samples`` plus the ``q_star``, ``p_star``, ``theta_star`` of :func:`dual_labels`."""
+    labels = dual_labels(samples, progress=progress)
+    return {**samples, **{k: labels[k] for k in ("q_star", "p_star", "theta_star")}}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ evaluate, fig5, bench.
 Model: :class:`pegnn.PEGNN` on ``graphs/ris_pr.yaml`` (problem P-R) with the plan's
 processors — attention (NPE-II, inner-product kind) along the UEs, ordinary NPE/APE
 processors along RF chains, BS antennas and RIS elements — plus the inputs of
-:class:`pegnn.policies.RISPolicy` (normalised channels, cascaded channel, two SNR
+:class:`pegnn.ris_policy.RISPolicy` (normalised channels, cascaded channel, two SNR
 scalars, and the ``rf_tag`` that breaks the tie between RF chains; ``features.W_0=true``
 adds an initial analog precoder as a second tie-breaker). Output layer: unit modulus
 for ``W_RF`` and ``theta``, ``W_BB`` scaled to ``P_max`` per BS. Unsupervised loss:
@@ -39,6 +39,17 @@ a stronger cascaded link (stage 2; the commands are in its ``info["commands"]``)
 
 How many UEs it serves, and why N_RE = 100 is missed: ``python -m tasks.ris_streams``.
 
+The dual form (``spec=graphs/ris_pr_dual.yaml``, :class:`pegnn.ris_policy.RISPolicy`'s
+``"dual"`` output): the network gives two power shares per UE and the RIS phases, and
+the precoder follows in closed form (:func:`pegnn.wireless.dual_precoder`, the sum-SE
+optimum's structure), realised in hybrid form. ``train.loss=imitate`` pre-trains it on
+per-drop optima of :func:`pegnn.wireless.dual_ascent` (labels cached by
+:func:`tasks.ris_data.dual_labels`); then −SE:
+
+    python -m tasks.ris_precoding train spec=graphs/ris_pr_dual.yaml train.loss=imitate run.name=ris_dual_imitate
+    python -m tasks.ris_precoding train spec=graphs/ris_pr_dual.yaml train.init=runs/ris_precoding/ris_dual_imitate/policy.pt \
+        train.lr=5e-4 run.name=ris_dual
+
 Results, what was tried and why: results/ris_precoding/README.md
 """
 from __future__ import annotations
@@ -51,10 +62,14 @@ from pathlib import Path
 import torch
 
 from pegnn.config import TaskArgumentParser, check_writable, out_file, path_arg, positive_int, task_main
-from tasks.ris_data import (REGIMES, ROOT, SPEC, channels, check_data, collate, mixed_K_dataset,
-                            mixed_N_RE_dataset, objective, regime_kwargs, sample_dict, task_spec)
+from tasks.ris_data import (REGIMES, ROOT, SPEC, channels, check_data, collate, imitation_objective,
+                            mixed_K_dataset, mixed_N_RE_dataset, objective, regime_kwargs, sample_dict, task_spec,
+                            with_dual_labels)
 
 RESULTS = ROOT / "results" / "ris_precoding"
+#: ``train.loss``: ``"se"``, the unsupervised −SE of paper 002; ``"imitate"``, the dual
+#: form's supervised pre-training on per-drop optima (``tasks.ris_data.imitation_objective``)
+LOSSES = {"se": objective, "imitate": imitation_objective}
 
 DEFAULTS = {
     "spec": str(SPEC),
@@ -68,7 +83,7 @@ DEFAULTS = {
     "train": {"batch_size": 32, "max_steps": 1500, "lr": 2e-3, "lr_decay": 0.1, "lr_decay_at": 0.7,
               "val_every": 150, "seed": 0, "devices": 1, "num_nodes": 1, "strategy": None, "workers": 0,
               "progress": True, "max_time": "00:00:30:00", "log_every": 20, "val_batch_size": 250,
-              "grad_clip": 1.0, "init": None, "compile": False},
+              "grad_clip": 1.0, "init": None, "compile": False, "loss": "se"},
     "run": {"name": "ris_gnn", "out": str(ROOT / "runs" / "ris_precoding")},
 }
 
@@ -81,6 +96,14 @@ def check(cfg: dict):
     check_config(cfg)
     spec = task_spec(cfg["spec"], cfg["features"]["W_0"])
     check_data(cfg["sizes"], cfg["data"])
+    loss = cfg["train"].get("loss", "se")
+    if loss not in LOSSES:
+        raise ValueError(f"train.loss: expected one of {list(LOSSES)}, got {loss!r}")
+    if loss == "imitate" and "q" not in spec.outputs:
+        raise ValueError("train.loss=imitate: imitates the dual form's labels, so it needs "
+                         "spec=graphs/ris_pr_dual.yaml")
+    if loss == "imitate" and (cfg["data"].get("mixed_K") or cfg["data"].get("mixed_N_RE") is not None):
+        raise ValueError("train.loss=imitate: not supported together with data.mixed_K or data.mixed_N_RE")
     return spec
 
 
@@ -94,23 +117,25 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     model = model_from_config(spec, cfg["model"])      # first, so a bad model key fails before the data is made
     at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                                        d["regime"])
+    loss = t.get("loss", "se")
+    labelled = with_dual_labels if loss == "imitate" else (lambda x, progress=True: x)
     if d.get("mixed_K"):
         train_ds, size_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
     elif d.get("mixed_N_RE") is not None:
         train_ds, size_counts = mixed_N_RE_dataset(d["n_train"], d["seed"], sz, d["regime"], d["mixed_N_RE"])
     else:
-        train_ds = DictDataset(sample_dict(at_size(d["n_train"], d["seed"]), d.get("power_db"), d["seed"],
-                                           d.get("cascade_db")))
+        train_ds = DictDataset(labelled(sample_dict(at_size(d["n_train"], d["seed"]), d.get("power_db"),
+                                                    d["seed"], d.get("cascade_db")), progress=t["progress"] and not quiet))
         size_counts = None
     if d.get("mixed_N_RE") is not None:     # validate on the training mixture, not on one of its sizes
         val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
     else:
-        val_ds = DictDataset(sample_dict(at_size(d["n_val"], d["val_seed"])))
+        val_ds = DictDataset(labelled(sample_dict(at_size(d["n_val"], d["val_seed"])), progress=t["progress"] and not quiet))
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     if quiet:
         import logging
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    info = train_policy(model, objective, train_ds, val_ds, collate(spec), cfg, run_dir)
+    info = train_policy(model, LOSSES[loss], train_ds, val_ds, collate(spec), cfg, run_dir)
     if info is None:
         return None
     info.update({"command": " ".join(sys.argv),

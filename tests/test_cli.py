@@ -25,6 +25,7 @@ SIZES = {
     "ofdma_pb": "ue=5",
     "power_control_pc": "ue=3",
     "ris_pr": "cell=2,ue=[1,2],rf=2,ant_bs=3,re=4",
+    "ris_pr_dual": "cell=2,ue=[1,2],ant_bs=3,re=4",
     "table1_ris_miso_multicell": "cell=2,ue=[2,1],ant_bs=2,re=3",
     "table1_ris_mimo_singlecell": "ue=2,ds=[1,2],ant_ue=2,ant_bs=2,re=2",
     "table1_wideband_miso_singlecell": "ue=2,ant_bs=3,rf=2,sc=2",

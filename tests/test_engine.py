@@ -27,6 +27,7 @@ SIZES = {
     "mimo_pm": "ue=3,ds=[1,2,2],ant_ue=[2,1,3],ant_bs=3",
     "power_control_pc": "ue=4",
     "ris_pr": "cell=2,ue=[2,1],rf=[2,3],ant_bs=[2,3],re=3",
+    "ris_pr_dual": "cell=2,ue=[2,1],ant_bs=[2,3],re=3",
     "table1_ris_miso_multicell": "cell=2,ue=[1,2],ant_bs=[3,2],re=3",
     "table1_ris_mimo_singlecell": "ue=2,ds=[1,2],ant_ue=[2,2],ant_bs=3,re=2",
     "table1_wideband_miso_singlecell": "ue=3,ant_bs=3,rf=2,sc=2",
@@ -35,6 +36,7 @@ SIZES = {
 REGULAR = {  # same specs at regular sizes, for the dense path
     "mimo_pm": "ue=3,ds=2,ant_ue=2,ant_bs=3",
     "ris_pr": "cell=2,ue=2,rf=2,ant_bs=2,re=3",
+    "ris_pr_dual": "cell=2,ue=2,ant_bs=2,re=3",
     "table1_ris_miso_multicell": "cell=2,ue=2,ant_bs=2,re=3",
     "table1_ris_mimo_singlecell": "ue=2,ds=2,ant_ue=2,ant_bs=3,re=2",
     "table1_wideband_mimo_multicell": "cell=2,ue=2,ds=2,ant_ue=2,rf=2,ant_bs=2,sc=2",

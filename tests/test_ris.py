@@ -282,6 +282,23 @@ def test_hybrid_altmin_and_exact():
         assert (cos > 0.7).all()
 
 
+def test_hybrid_of_a_precoder_that_leaves_UEs_unserved():
+    """N_RF < 2K, but W of rank <= N_RF / 2 (two of four UEs unserved, as a sum-SE
+    precoder often leaves them): realised exactly, with a bounded baseband, so the power
+    survives complex64. (PE-AltMin alone collapsed its analog columns here and returned
+    W_BB entries of ~1e11: the dual-form policy's K = 4 drops, power off by 1e11.)"""
+    g = torch.Generator().manual_seed(43)
+    W = _cn(g, 5, 1, 8, 4)
+    W[..., 1], W[..., 3] = 0, 1e-12 * W[..., 3]           # unserved, and nearly so
+    for n_rf in (4, 6):
+        hyb = hybrid_from_digital(W, n_rf, seed=0)
+        Wh = hybrid_precoder(hyb.baseband, hyb.analog)
+        assert (Wh - W).abs().max() < 1e-9 * W.abs().max()
+        assert hyb.baseband.abs().max() < 10 * W.abs().max()
+        h64 = [x.to(torch.complex64) for x in hyb[:2]]
+        assert torch.allclose(precoder_power(hybrid_precoder(*h64)).double(), precoder_power(W), rtol=1e-5)
+
+
 def test_bcd_sample_independent_of_batch_mates():
     ch = make_channels(3, 2, 1, 3, 4, seed=51, kappa=5.0, direct=0.3)
     init = ris_bcd(ch, max_iter=0, seed=2)[0]            # max_iter=0: the initial point

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pegnn.models import PEGNN
-from pegnn.policies import RISPolicy
+from pegnn.ris_policy import RISPolicy
 from pegnn.policy_files import pretrained
 from pegnn.wireless import ris_channels, ris_rate
 from pegnn.wireless.ris import hybrid_precoder, normalize_hybrid_power, precoder_power, unit_modulus

@@ -230,7 +230,7 @@ def rf_assignment(M: int, K: int, N_RF: int, dtype=torch.float32) -> torch.Tenso
     cell ``m`` (sign + on even rounds ``r // K``, − on odd ones, so that two chains of
     one UE differ), 0 elsewhere — the layout of the exact two-chains-per-stream hybrid
     decomposition (Sohrabi & Yu 2016). It is the RIS GNN's ``rf_tag`` input
-    (:class:`pegnn.policies.RISPolicy`) and the assignment of
+    (:class:`pegnn.ris_policy.RISPolicy`) and the assignment of
     :func:`~pegnn.wireless.ris_ascent.tagged_mrt`."""
     r = torch.arange(N_RF)
     one = torch.zeros(N_RF, K, dtype=dtype)
@@ -255,9 +255,15 @@ def hybrid_from_digital(W: torch.Tensor, n_rf: int, iters: int = 100, seed: int 
       :math:`\mathbf{W}_{BB} = \mathbf{W}_{RF}^{+}\mathbf{W}`,
       :math:`\mathbf{W}_{RF} = e^{j\arg(\mathbf{W}\mathbf{W}_{BB}^H)}` (PE-AltMin of Yu,
       Shen, Zhang, Letaief 2016), ``iters`` rounds from the phases of :math:`\mathbf{W}`
-      (spare columns: random phases from ``seed``), keeping the best Frobenius fit;
-      then :math:`\mathbf{W}_{BB}` is scaled so that :math:`\|\mathbf{W}_{RF}
-      \mathbf{W}_{BB}\|_F = \|\mathbf{W}\|_F`.
+      (spare columns: random phases from ``seed``), keeping the best Frobenius fit.
+      Per drop it competes with the exact realisation of :math:`\mathbf{W}`'s best
+      rank-:math:`\lfloor n_{RF}/2\rfloor` approximation :math:`\mathbf U_r\mathbf S_r
+      \mathbf V_r^H` (the exact form on :math:`\mathbf U_r\mathbf S_r`, then
+      :math:`\mathbf V_r^H` into the baseband), which is exact when :math:`\mathbf W` has
+      that rank — a precoder that leaves UEs unserved; there the alternation's analog
+      columns collapse onto few directions and its least squares grow without bound.
+      The better fit is kept; then :math:`\mathbf{W}_{BB}` is scaled so that
+      :math:`\|\mathbf{W}_{RF}\mathbf{W}_{BB}\|_F = \|\mathbf{W}\|_F`.
 
     *Shapes*: ``W`` ``[B, M, N_B, K]`` → :class:`RISHybrid` with ``baseband``
     ``[B, M, n_rf, K]``, ``analog`` ``[B, M, N_B, n_rf]`` (unit modulus), same dtype.
@@ -267,17 +273,7 @@ def hybrid_from_digital(W: torch.Tensor, n_rf: int, iters: int = 100, seed: int 
     if method == "exact":
         if n_rf < 2 * K:
             raise ValueError(f"hybrid_from_digital: 'exact' needs n_rf >= 2K = {2 * K}")
-        mag, psi = W.abs(), W.angle()
-        mu = mag.amax(-2, keepdim=True) / 2                              # [B, M, 1, K]
-        delta = torch.arccos((mag / (2 * mu).clamp_min(1e-300)).clamp(0, 1))
-        analog = torch.ones(B, M, N_B, n_rf, dtype=W.dtype, device=W.device)
-        analog[..., 0:2 * K:2] = torch.polar(torch.ones_like(mag), psi + delta)
-        analog[..., 1:2 * K:2] = torch.polar(torch.ones_like(mag), psi - delta)
-        baseband = torch.zeros(B, M, n_rf, K, dtype=W.dtype, device=W.device)
-        idx = torch.arange(K, device=W.device)
-        baseband[..., 2 * idx, idx] = mu[..., 0, :].to(W.dtype)
-        baseband[..., 2 * idx + 1, idx] = mu[..., 0, :].to(W.dtype)
-        return RISHybrid(baseband, analog, None)
+        return _exact_hybrid(W, n_rf)
     if method != "altmin":
         raise ValueError(f"hybrid_from_digital: unknown method {method!r}")
     gen = torch.Generator(device=W.device).manual_seed(0 if seed is None else int(seed))
@@ -287,15 +283,39 @@ def hybrid_from_digital(W: torch.Tensor, n_rf: int, iters: int = 100, seed: int 
     best_err = torch.full((B, M), float("inf"), dtype=W.real.dtype, device=W.device)
     best_a, best_b = analog.clone(), torch.zeros(B, M, n_rf, K, dtype=W.dtype, device=W.device)
     for _ in range(iters):
-        baseband = torch.linalg.pinv(analog) @ W
+        baseband = torch.linalg.pinv(analog, rtol=1e-6) @ W   # near-coincident columns: no 1e11 entries
         err = (W - analog @ baseband).abs().square().sum((-2, -1))
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_a[better], best_b[better] = analog[better], baseband[better]
         analog = unit_modulus(W @ baseband.mH)
+    r = min(n_rf // 2, K, N_B)
+    if r >= 1:      # the exact realisation of the best rank-r approximation
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        low = _exact_hybrid(U[..., :r] * S[..., None, :r].to(W.dtype), n_rf)
+        bb = low.baseband @ Vh[..., :r, :]
+        err = (W - low.analog @ bb).abs().square().sum((-2, -1))
+        better = err <= best_err
+        best_a[better], best_b[better] = low.analog[better], bb[better]
     target = precoder_power(W)
     have = precoder_power(best_a @ best_b).clamp_min(1e-300)
     return RISHybrid(best_b * (target / have).sqrt()[..., None, None], best_a, None)
+
+
+def _exact_hybrid(W: torch.Tensor, n_rf: int) -> RISHybrid:
+    """The ``"exact"`` form of :func:`hybrid_from_digital` (``n_rf >= 2K``)."""
+    B, M, N_B, K = W.shape
+    mag, psi = W.abs(), W.angle()
+    mu = mag.amax(-2, keepdim=True) / 2                              # [B, M, 1, K]
+    delta = torch.arccos((mag / (2 * mu).clamp_min(1e-300)).clamp(0, 1))
+    analog = torch.ones(B, M, N_B, n_rf, dtype=W.dtype, device=W.device)
+    analog[..., 0:2 * K:2] = torch.polar(torch.ones_like(mag), psi + delta)
+    analog[..., 1:2 * K:2] = torch.polar(torch.ones_like(mag), psi - delta)
+    baseband = torch.zeros(B, M, n_rf, K, dtype=W.dtype, device=W.device)
+    idx = torch.arange(K, device=W.device)
+    baseband[..., 2 * idx, idx] = mu[..., 0, :].to(W.dtype)
+    baseband[..., 2 * idx + 1, idx] = mu[..., 0, :].to(W.dtype)
+    return RISHybrid(baseband, analog, None)
 
 
 # ----------------------------------------------------------------------------- physics

@@ -184,8 +184,8 @@ def dual_ascent(channels, N_RF: int, iters: int = 1500, lr: float = 0.05,
     exact when ``N_RF >= 2K``; otherwise an approximation whose SE is what ``info`` reports).
 
     Returns a feasible :class:`RISHybrid` in complex128 and ``info`` with ``se`` (of the
-    hybrid output), ``se_digital``, ``se_init`` ``[B]`` and ``p`` ``[B, M, K]`` (the
-    downlink power shares: which UEs are served).
+    hybrid output), ``se_digital``, ``se_init`` ``[B]``, and ``q``, ``p`` ``[B, M, K]`` (the
+    dual and downlink power shares of the best iterate; ``p`` says which UEs are served).
     """
     if iters < 0 or not lr > 0:
         raise ValueError(f"dual_ascent: need iters >= 0 and lr > 0, got iters={iters}, lr={lr}")
@@ -209,16 +209,16 @@ def dual_ascent(channels, N_RF: int, iters: int = 1500, lr: float = 0.05,
     from tqdm.auto import tqdm
     W, theta, se = step()
     se_init = se.detach().clone()
-    best_se, best = se_init.clone(), (W.detach(), theta.detach(), xp.detach().softmax(-1))
+    best_se, best = se_init.clone(), (W.detach(), theta.detach(), xq.detach().softmax(-1), xp.detach().softmax(-1))
     for _ in tqdm(range(iters), desc="dual_ascent", disable=not progress, leave=False):
         opt.zero_grad()
         (-se.sum()).backward()
         opt.step()
         W, theta, se = step()
-        best_se, best = _keep_best(best_se, best, se, (W, theta, xp.softmax(-1)))
+        best_se, best = _keep_best(best_se, best, se, (W, theta, xq.softmax(-1), xp.softmax(-1)))
     if not bool(torch.isfinite(best_se).all()):
         raise ValueError("dual_ascent: the SE became NaN/Inf (channels of extreme scale?)")
-    W, theta, p = best
+    W, theta, q, p = best
     out = hybrid_from_digital(W, N_RF)._replace(theta=theta)
     se_h = ris_rate((hd, G, hr, ch.noise_var, ch.P_max), out)
-    return out, {"se": se_h, "se_digital": best_se, "se_init": se_init, "p": p, "iters": iters}
+    return out, {"se": se_h, "se_digital": best_se, "se_init": se_init, "q": q, "p": p, "iters": iters}
