@@ -111,7 +111,8 @@ def pretrained(name: str, **policy_kwargs):
     ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"tecfp_mmse"``
     (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"teus"``
     (paper 000), ``"teus_mmse"`` (TEUSN reading the MMSE precoder of all candidates) or
-    ``"ris_gnn"`` (paper 002). Keyword arguments override the policy's own (e.g.
+    ``"ris_gnn"`` (paper 002) or ``"ris_gnn_dual"`` (the RIS GNN with the dual-form output,
+    ``graphs/ris_pr_dual.yaml``). Keyword arguments override the policy's own (e.g.
     ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
     ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
     have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))

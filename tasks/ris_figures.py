@@ -59,10 +59,14 @@ def trained_with(policy) -> str:
     for key, what in (("power_db", "power"), ("cascade_db", "cascaded-link gain")):
         if d.get(key):
             s += f", {what} +U[{d[key][0]:g}, {d[key][1]:g}] dB"
+    if getattr(policy, "form", "hybrid") == "dual":
+        s += "; dual-form output"
     init = (cfg.get("train") or {}).get("init")
     if init:   # a fine-tune: the sizes and data above are its last stage's
         rev = str(policy.info.get("git_revision") or "")[:7]
-        s += f"; fine-tune of {Path(str(init)).name}" + (f" as of {rev}" if rev else "")
+        name = Path(str(init)).name
+        name = f"{Path(str(init)).parent.name}/{name}" if name == "policy.pt" else name   # a run's policy: its run
+        s += f"; fine-tune of {name}" + (f" as of {rev}" if rev else "")
     return s
 
 

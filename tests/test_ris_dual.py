@@ -10,7 +10,7 @@ import torch
 from pegnn.models import PEGNN
 from pegnn.ris_policy import RISPolicy
 from pegnn.wireless import dual_precoder, ris_rate
-from pegnn.wireless.ris import RISDigital, hybrid_precoder, precoder_power, ris_effective_channel
+from pegnn.wireless.ris import hybrid_precoder, precoder_power, ris_effective_channel
 
 C128 = torch.complex128
 pytestmark = pytest.mark.usefixtures("one_thread")

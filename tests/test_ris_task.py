@@ -97,9 +97,9 @@ def test_rf_tag_breaks_the_rf_tie(policy64, drops):
     assert torch.cdist(cols.real, cols.real).add(torch.eye(N_RF) * 1e3).min() > 1e-6
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return pretrained("ris_gnn")
+@pytest.fixture(scope="module", params=["ris_gnn", "ris_gnn_dual"])
+def shipped(request):
+    return pretrained(request.param)
 
 
 def test_pretrained_constraints_and_call_forms(shipped):
@@ -201,7 +201,7 @@ def test_mixed_N_RE_splits_evenly_and_batches_one_group_per_RIS_size(tmp_path, m
     pol.info["config"]["data"] = {"cascade_db": [0, 25]}
     assert trained_with(pol) == "K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 25] dB"
     pol.info["config"]["train"] = {"init": "runs/a/policy.pt"}
-    assert trained_with(pol).endswith("dB; fine-tune of policy.pt")
+    assert trained_with(pol).endswith("dB; fine-tune of a/policy.pt")        # a run: named by its folder
 
 
 def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
@@ -233,8 +233,9 @@ def test_fig5_folder_refuses_other_configs_and_merges_parallel_writes(tmp_path):
     assert json.loads(fresh.read_text())["runs"] == {"user|250": {"se_ratio": 0.9}}
 
 
-def test_sweep_policies_are_named_by_their_training_sizes(shipped, tmp_path):
+def test_sweep_policies_are_named_by_their_training_sizes(tmp_path):
     from tasks.ris_figures import evaluate, trained_with
+    shipped = pretrained("ris_gnn")
     assert trained_with(shipped) == ("K=3, N_B=8, N_RF=6, N_RE=8, cascaded-link gain +U[0, 30] dB; "
                                      "fine-tune of ris_gnn.pt as of 67fdce8")                     # stage 2
     with pytest.raises(ValueError, match="unknown sweeps"):
