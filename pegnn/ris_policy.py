@@ -16,7 +16,9 @@ from .graph import build_batch
 from .models import PEGNN
 from .policies import finite_outputs
 from .spec import ProblemSpec
-from .wireless.ris import rf_assignment
+from .wireless.ris import (RISDigital, RISHybrid, _effective_rows, as_ris_channels, hybrid_from_digital,
+                           normalize_hybrid_power, rf_assignment, unit_modulus)
+from .wireless.ris_ascent import dual_precoder
 
 __all__ = ["RISPolicy"]
 
@@ -164,7 +166,6 @@ class RISPolicy:
     @staticmethod
     def output_layer(raw: Mapping[str, Tensor], M: int, P_max):
         """Dense network outputs → feasible :class:`~pegnn.wireless.ris.RISHybrid`."""
-        from .wireless.ris import RISHybrid, normalize_hybrid_power, unit_modulus
         W_BB, W_RF = raw["W_BB"], raw["W_RF"]        # [B, M, M N_RF, M K], [B, M, M N_B, M N_RF]
         n_rf, K, N_B = W_BB.shape[2] // M, W_BB.shape[3] // M, W_RF.shape[2] // M
         bb = torch.stack([W_BB[:, m, m * n_rf:(m + 1) * n_rf, m * K:(m + 1) * K] for m in range(M)], 1)
@@ -178,8 +179,6 @@ class RISPolicy:
         ``(W [B, M, N_B, K], theta [B, N_RE])`` in complex128, differentiable (the training
         objective's precoder; :meth:`forward` realises it in hybrid form). ``raw["q"]``,
         ``raw["p"]`` ``[B, M K]`` (UEs cell by cell) are softmaxed per cell."""
-        from .wireless.ris import RISDigital, _effective_rows, as_ris_channels, unit_modulus
-        from .wireless.ris_ascent import dual_precoder
         ch = as_ris_channels(channels)
         cd = torch.complex128
         B, M, U, _ = ch.h_d.shape
@@ -190,7 +189,6 @@ class RISPolicy:
 
     def forward(self, channels, rf_tag: Tensor | None = None, N_RF: int | None = None):
         """As :meth:`__call__`, with gradients (for training or fine-tuning)."""
-        from .wireless.ris import as_ris_channels
         ch = as_ris_channels(channels)
         B, M, U, N_B = ch.h_d.shape
         K, N_RE = U // M, ch.G.shape[2]
@@ -210,7 +208,6 @@ class RISPolicy:
         raw = finite_outputs("RISPolicy", self.model(build_batch(self.spec, sizes, inputs, pairs=())))
         if hybrid:
             return self.output_layer(raw, M, ch.P_max)
-        from .wireless.ris import RISHybrid, hybrid_from_digital, normalize_hybrid_power
         W, theta = self.dual_output(raw, ch)
         bb, analog = (x.to(ch.h_d.dtype) for x in hybrid_from_digital(W, n_rf)[:2])
         # the power again in the output dtype: when N_RF < 2K the realisation's W_BB can be

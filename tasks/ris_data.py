@@ -205,6 +205,7 @@ def imitation_objective(samples, raw):
     from pegnn.ris_policy import RISPolicy
     from pegnn.wireless.ris import ris_rate, unit_modulus
     B, M, U = samples["h_d"].shape[:3]
+    ch = _channels_of(samples)
     ce = 0.0
     for k in ("q", "p"):
         logp = raw[k].to(torch.float64).reshape(B, M, U // M).log_softmax(-1)
@@ -213,7 +214,7 @@ def imitation_objective(samples, raw):
     phase = 1 - (th_star.conj() * th).sum(-1).abs() / th.shape[-1]
     loss = ce + PHASE_WEIGHT * phase.mean()
     with torch.no_grad():
-        se = ris_rate(_channels_of(samples), RISPolicy.dual_output(raw, _channels_of(samples)))
+        se = ris_rate(ch, RISPolicy.dual_output(raw, ch))
     return loss, {"se": se.mean(), "phase": phase.mean().detach()}
 
 
