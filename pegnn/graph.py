@@ -38,7 +38,6 @@ local and shifted on batching by :class:`SetGraph`, so mixed-size graphs batch w
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 from collections import OrderedDict
 from typing import Iterable, Mapping
@@ -49,6 +48,7 @@ from torch_geometric.data import HeteroData
 
 from .plan import Plan, plan as make_plan
 from .sizes import Sets, resolve_sizes
+from .graph_index import entries, fibre_key, fibre_levels, group_ids, lookup, resolve
 from .spec import ProblemSpec, SpecError, as_spec
 
 __all__ = ["SetGraph", "build_graph", "build_batch", "resolve_sizes", "state_axes", "STATE"]
@@ -65,64 +65,11 @@ class SetGraph(HeteroData):
         return super().__inc__(key, value, store, *args, **kwargs)
 
 
-# -------------------------------------------------------------- entries
-def _entries(S: Sets, dims: tuple[str, ...]) -> Tensor:
-    """Element tuples ``[n_entries, len(dims)]`` of a tensor, row-major, with ties."""
-    rows = torch.zeros(1, 0, dtype=torch.long)
-    for i, d in enumerate(dims):
-        tie = next(((p, a) for a in S.spec.ancestors(d) for p in range(i) if dims[p] == a), None)
-        elems = torch.arange(S.n[d])
-        r = rows.repeat_interleave(len(elems), 0)
-        e = elems.repeat(len(rows))
-        if tie is not None:
-            p, a = tie
-            keep = S.ancestor(d, a)[e] == r[:, p]
-            r, e = r[keep], e[keep]
-        rows = torch.cat([r, e[:, None]], 1)
-    return rows
-
-
-def _lookup(table: Tensor, query: Tensor, radix: list[int]) -> Tensor:
-    """Row ids of ``query`` tuples in ``table`` (-1 if absent), by mixed-radix keys."""
-    def key(t: Tensor) -> Tensor:
-        k = torch.zeros(len(t), dtype=torch.long)
-        for j, r in enumerate(radix):
-            k = k * r + t[:, j]
-        return k
-    tk = key(table)
-    order = torch.argsort(tk)
-    qk = key(query)
-    pos = torch.searchsorted(tk[order], qk).clamp(max=max(len(tk) - 1, 0))
-    hit = tk[order][pos] == qk if len(tk) else torch.zeros_like(qk, dtype=torch.bool)
-    return torch.where(hit, order[pos], torch.full_like(qk, -1))
-
-
-def _group(cols: list[Tensor], n: int) -> Tensor:
-    """Dense group ids of the rows given by columns ``cols`` (one group if none).
-
-    Mixed-radix keys re-densified after every column: 1-D ``unique`` is an order of
-    magnitude faster than ``unique(dim=0)`` and the key never overflows."""
-    key = torch.zeros(n, dtype=torch.long)
-    for c in cols:
-        key = torch.unique(key * (int(c.max()) + 1 if c.numel() else 1) + c, return_inverse=True)[1]
-    return key
-
-
 def state_axes(spec: ProblemSpec, p: Plan) -> list[str]:
     """The state tensor's axes: the plan's recursion sets, a set twice when an input
     repeats it (the order-2 state that the 2→2 layer of paper 001 App. E updates;
     :attr:`Plan.state` lists them so)."""
     return list(p.state)
-
-
-def _resolve(S: Sets, axes: list[str], coords: Tensor, d: str, prefer: tuple[str, ...] = ()) -> Tensor:
-    """Element of set ``d`` that each state entry determines: its own axis, else the
-    ancestor of the first axis below ``d`` (preferring axes the tensor itself uses)."""
-    if d in axes:
-        return coords[:, axes.index(d)]
-    below = [i for i, a in enumerate(axes) if d in S.spec.ancestors(a)]
-    below.sort(key=lambda i: (axes[i] not in prefer, i))
-    return S.ancestor(axes[below[0]], d)[coords[:, below[0]]]
 
 
 # ------------------------------------------------------------------ build
@@ -240,7 +187,7 @@ def _build_structure(spec: ProblemSpec, sizes: Mapping, p: Plan, source: str, pa
 
     fields = {}
     for name, t in spec.tensors.items():
-        coords = _entries(S, t.dims)
+        coords = entries(S, t.dims)
         fields[name] = coords
         g[name].num_nodes = len(coords)
         if name in spec.outputs:  # PyG keeps no slices for a store with only num_nodes, so
@@ -261,8 +208,8 @@ def _build_structure(spec: ProblemSpec, sizes: Mapping, p: Plan, source: str, pa
         for d in t.dims:  # the k-th occurrence of a set reads the k-th state axis of that set
             k = occ[d] = occ.get(d, -1) + 1
             ax = [i for i, a in enumerate(axes) if a == d]
-            q.append(D[:, ax[k]] if len(ax) > k else _resolve(S, axes, D, d, t.dims))
-        src = _lookup(fields[name], torch.stack(q, 1) if q else torch.zeros(len(D), 0, dtype=torch.long),
+            q.append(D[:, ax[k]] if len(ax) > k else resolve(S, axes, D, d, t.dims))
+        src = lookup(fields[name], torch.stack(q, 1) if q else torch.zeros(len(D), 0, dtype=torch.long),
                       [S.n[d] for d in t.dims])
         ok = src >= 0  # state entries whose coordinates break the tensor's ties read nothing
         g[name, "feeds", STATE].edge_index = torch.stack([src[ok], torch.arange(len(D))[ok]])
@@ -345,15 +292,6 @@ def _update_mask(spec, S: Sets, axes, D) -> Tensor:
     return mask
 
 
-def fibre_key(levels: tuple[int, ...]) -> str:
-    return "fib_" + "_".join(map(str, levels))
-
-
-def fibre_levels(spec: ProblemSpec, axes: list[str]) -> list[tuple[int, ...]]:
-    """Every combination of per-axis nesting levels (0 = the element, ..., depth+1 = pooled)."""
-    return list(itertools.product(*[range(spec.depth(a) + 2) for a in axes]))
-
-
 def _fibres(g, S: Sets, axes, D) -> None:
     for lv in fibre_levels(S.spec, axes):
         cols = []
@@ -361,7 +299,7 @@ def _fibres(g, S: Sets, axes, D) -> None:
             s, ids = S.level(a, l)
             if s is not None:
                 cols.append(ids[D[:, i]])
-        g[STATE][fibre_key(lv)] = _group(cols, len(D))
+        g[STATE][fibre_key(lv)] = group_ids(cols, len(D))
 
 
 def _order2(g, axes, D) -> None:
@@ -376,7 +314,7 @@ def _order2(g, axes, D) -> None:
         for rel, cols in (("transpose", (i + 1, i)), ("diag", (i, i)), ("diag2", (i + 1, i + 1))):
             q = D.clone()
             q[:, i], q[:, i + 1] = D[:, cols[0]], D[:, cols[1]]
-            g[STATE, f"{rel}_{axes[i]}", STATE].edge_index = torch.stack([_lookup(D, q, radix), ids])
+            g[STATE, f"{rel}_{axes[i]}", STATE].edge_index = torch.stack([lookup(D, q, radix), ids])
 
 
 def _pairs(g, spec, S: Sets, axes, D, sets: list[str]) -> None:
@@ -384,7 +322,7 @@ def _pairs(g, spec, S: Sets, axes, D, sets: list[str]) -> None:
     for a in sets:
         i = axes.index(a)  # the second copy of an order-2 axis pairs like the first
         others = [D[:, j] for j in range(len(axes)) if j != i]
-        rest = _group(others, len(D))
+        rest = group_ids(others, len(D))
         # all ordered pairs within each group of entries agreeing on the other axes
         order = torch.argsort(rest, stable=True)
         counts = torch.bincount(rest)
@@ -398,7 +336,7 @@ def _pairs(g, spec, S: Sets, axes, D, sets: list[str]) -> None:
         e1, e2 = e1[keep], e2[keep]
         g[STATE, f"pair_{a}", STATE].edge_index = torch.stack([e2, e1])  # message j -> k
         store = g[STATE, f"pair_{a}", STATE]
-        store.group = _group([D[e1, i], D[e2, i]], len(e1))
+        store.group = group_ids([D[e1, i], D[e2, i]], len(e1))
         if spec.parent(a):
             store.same_parent = S.parent[a][D[e1, i]] == S.parent[a][D[e2, i]]
 
@@ -407,10 +345,10 @@ def _output_maps(g, S: Sets, axes, D, name, t, coords) -> None:
     upd = g[STATE].updated
     base_dims = tuple(dict.fromkeys(t.dims))
     lifted = len(base_dims) < len(t.dims)
-    base = _entries(S, base_dims) if lifted else coords
-    q = torch.stack([_resolve(S, axes, D, d, base_dims) for d in base_dims], 1) if base_dims else \
+    base = entries(S, base_dims) if lifted else coords
+    q = torch.stack([resolve(S, axes, D, d, base_dims) for d in base_dims], 1) if base_dims else \
         torch.zeros(len(D), 0, dtype=torch.long)
-    tgt = _lookup(base, q, [S.n[d] for d in base_dims])
+    tgt = lookup(base, q, [S.n[d] for d in base_dims])
     ok = upd & (tgt >= 0)
     dst = f"_B_{name}" if lifted else name
     if lifted:
@@ -422,11 +360,11 @@ def _output_maps(g, S: Sets, axes, D, name, t, coords) -> None:
         row_dims = [i for i in range(len(t.dims)) if i != second]
         col_dims = [second if i == first else i for i in range(len(t.dims)) if i != second]
         ids = torch.arange(len(coords))
-        g[dst, "row", name].edge_index = torch.stack([_lookup(base, coords[:, row_dims], radix), ids])
-        g[dst, "col", name].edge_index = torch.stack([_lookup(base, coords[:, col_dims], radix), ids])
+        g[dst, "row", name].edge_index = torch.stack([lookup(base, coords[:, row_dims], radix), ids])
+        g[dst, "col", name].edge_index = torch.stack([lookup(base, coords[:, col_dims], radix), ids])
         keep = [base[:, j] for j, d in enumerate(base_dims) if d != s]
         for a in S.spec.ancestors(s):  # the lifted set's mean stays inside its parent
             if a not in base_dims:
                 keep.append(S.ancestor(s, a)[base[:, base_dims.index(s)]])
-        g[dst].fib_lift = _group(keep, len(base))
+        g[dst].fib_lift = group_ids(keep, len(base))
     g[STATE, "pools", dst].edge_index = torch.stack([torch.arange(len(D))[ok], tgt[ok]])

@@ -107,26 +107,29 @@ def _db_range(key: str, value) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- size mixtures
-def _size_mixture(counts: dict, key: str, seed: int, sz: dict, regime: str):
+def _size_mixture(counts: dict, key: str, seed: int, sz: dict, regime: str, transform=None):
     """One cached channel set per value of ``sizes[key]``, ``counts[value]`` drops each,
-    concatenated (``GraphCollate`` batches each size group on its own)."""
+    concatenated (``GraphCollate`` batches each size group on its own). ``transform``
+    maps each set's :func:`sample_dict` before it is wrapped (e.g. :func:`with_dual_labels`,
+    which labels each size on its own)."""
     from torch.utils.data import ConcatDataset
     from pegnn.train import DictDataset
     parts = []
     for v, cnt in sorted(counts.items()):
         s = {**sz, key: v}
         ch = channels(cnt, seed * 100 + v, s["K"], s["N_B"], s["N_RF"], s["N_RE"], s.get("cells", 1), regime)
-        parts.append(DictDataset(sample_dict(ch)))
+        samples = sample_dict(ch)
+        parts.append(DictDataset(transform(samples) if transform else samples))
     return ConcatDataset(parts)
 
 
-def mixed_K_dataset(n: int, seed: int, sz: dict, regime: str, k_max: int = 6):
+def mixed_K_dataset(n: int, seed: int, sz: dict, regime: str, k_max: int = 6, transform=None):
     """K = round(1 + Exp(1)) capped at ``k_max``: the two-parameter exponential of paper
     002 Fig. 6(a) (mean 2, std 1; ~92 % of drops have K ≤ 3). One cached set per K."""
     gen = torch.Generator().manual_seed(seed)
     K = (1 + torch.empty(n).exponential_(1.0, generator=gen)).round().clamp(1, k_max).long()
     counts = {k: int((K == k).sum()) for k in sorted(set(K.tolist()))}
-    return _size_mixture(counts, "K", seed, sz, regime), counts
+    return _size_mixture(counts, "K", seed, sz, regime, transform), counts
 
 
 def _mixed_N_RE(values) -> list[int]:
@@ -137,11 +140,11 @@ def _mixed_N_RE(values) -> list[int]:
     return sorted(set(values))
 
 
-def mixed_N_RE_dataset(n: int, seed: int, sz: dict, regime: str, values) -> tuple:
+def mixed_N_RE_dataset(n: int, seed: int, sz: dict, regime: str, values, transform=None) -> tuple:
     """``n`` drops split evenly over the RIS sizes ``values`` (one cached set per size)."""
     values = _mixed_N_RE(values)
     counts = {v: n // len(values) + (i < n % len(values)) for i, v in enumerate(values)}
-    return _size_mixture(counts, "N_RE", seed, sz, regime), counts
+    return _size_mixture(counts, "N_RE", seed, sz, regime, transform), counts
 
 
 # ---------------------------------------------------------------- model pieces

@@ -102,8 +102,6 @@ def check(cfg: dict):
     if loss == "imitate" and "q" not in spec.outputs:
         raise ValueError("train.loss=imitate: imitates the dual form's labels, so it needs "
                          "spec=graphs/ris_pr_dual.yaml")
-    if loss == "imitate" and (cfg["data"].get("mixed_K") or cfg["data"].get("mixed_N_RE") is not None):
-        raise ValueError("train.loss=imitate: not supported together with data.mixed_K or data.mixed_N_RE")
     return spec
 
 
@@ -118,19 +116,23 @@ def train(cfg: dict, quiet: bool = False) -> Path | None:
     at_size = lambda n, seed: channels(n, seed, sz["K"], sz["N_B"], sz["N_RF"], sz["N_RE"], sz.get("cells", 1),
                                        d["regime"])
     loss = t.get("loss", "se")
-    labelled = with_dual_labels if loss == "imitate" else (lambda x, progress=True: x)
+    show = t["progress"] and not quiet
+    # imitation labels each size set on its own (dual_labels climbs drop by drop)
+    labelled = (lambda x: with_dual_labels(x, progress=show)) if loss == "imitate" else (lambda x: x)
     if d.get("mixed_K"):
-        train_ds, size_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]))
+        train_ds, size_counts = mixed_K_dataset(d["n_train"], d["seed"], sz, d["regime"], int(d["mixed_K"]),
+                                                labelled)
     elif d.get("mixed_N_RE") is not None:
-        train_ds, size_counts = mixed_N_RE_dataset(d["n_train"], d["seed"], sz, d["regime"], d["mixed_N_RE"])
+        train_ds, size_counts = mixed_N_RE_dataset(d["n_train"], d["seed"], sz, d["regime"], d["mixed_N_RE"],
+                                                   labelled)
     else:
         train_ds = DictDataset(labelled(sample_dict(at_size(d["n_train"], d["seed"]), d.get("power_db"),
-                                                    d["seed"], d.get("cascade_db")), progress=t["progress"] and not quiet))
+                                                    d["seed"], d.get("cascade_db"))))
         size_counts = None
     if d.get("mixed_N_RE") is not None:     # validate on the training mixture, not on one of its sizes
-        val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"])[0]
+        val_ds = mixed_N_RE_dataset(d["n_val"], d["val_seed"], sz, d["regime"], d["mixed_N_RE"], labelled)[0]
     else:
-        val_ds = DictDataset(labelled(sample_dict(at_size(d["n_val"], d["val_seed"])), progress=t["progress"] and not quiet))
+        val_ds = DictDataset(labelled(sample_dict(at_size(d["n_val"], d["val_seed"]))))
     run_dir = Path(cfg["run"]["out"]) / cfg["run"]["name"]
     if quiet:
         import logging

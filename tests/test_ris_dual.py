@@ -157,10 +157,31 @@ def test_dual_labels_are_cached_and_climb(tmp_path, monkeypatch):
     _close(ris_rate(ch.to(dtype=C128), RISPolicy.dual_output(raw, ch)), a["se"], 1e-8)
 
 
+def test_size_mixtures_carry_each_sizes_own_labels(tmp_path, monkeypatch):
+    from tasks.ris_data import (SPEC, collate, dual_labels, imitation_objective, mixed_N_RE_dataset, sample_dict,
+                                task_spec)
+    from tasks.ris_data import channels as cached_channels
+    from tasks.ris_precoding import DEFAULTS
+    monkeypatch.setenv("PEGNN_CACHE", str(tmp_path))
+    sz = DEFAULTS["sizes"]
+    label = lambda x: {**x, **{k: v for k, v in dual_labels(x, iters=20, progress=False).items() if k != "se"}}
+    ds, counts = mixed_N_RE_dataset(5, 0, sz, "ris", [4, 6], transform=label)
+    assert counts == {4: 3, 6: 2}
+    for v, lo, hi in ((4, 0, 3), (6, 3, 5)):      # each part labelled on its own drops
+        part = cached_channels(counts[v], v, **{**sz, "N_RE": v})       # seed 0 * 100 + N_RE
+        own = dual_labels(sample_dict(part), iters=20, progress=False)
+        for i in range(lo, hi):
+            assert ds[i]["theta_star"].shape == (v,) and torch.equal(ds[i]["theta_star"], own["theta_star"][i - lo])
+    spec = task_spec(SPEC.parent / "ris_pr_dual.yaml")
+    for _, s in collate(spec)([ds[i] for i in range(5)]):   # one group per RIS size; the loss runs on each
+        raw = {"q": s["q_star"].log(), "p": s["p_star"].log(), "theta": s["theta_star"]}
+        loss, m = imitation_objective(s, raw)
+        assert torch.isfinite(loss) and m["phase"].item() < 1e-12
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "train.loss=mse"], "train.loss"),
     (["train", "train.loss=imitate"], "spec=graphs/ris_pr_dual.yaml"),
-    (["train", "spec=graphs/ris_pr_dual.yaml", "train.loss=imitate", "data.mixed_K=6"], "train.loss=imitate"),
     (["train", "spec=graphs/ris_pr_dual.yaml", "features.W_0=true"], "features.W_0"),
     (["train", "spec=graphs/tenn_precoding.yaml"], "[q, p, theta]"),
 ])
