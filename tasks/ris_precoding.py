@@ -203,22 +203,29 @@ def se_ratio(policy, n: int, seed: int, sizes: dict, regime: str, batch: int = 1
 
 # ---------------------------------------------------------------- bench
 def bench(policy, out: Path, n: int = 500, regime: str = "ris", batches=(20, 50, 100), n_unbatched: int = 20,
-          compile: bool = True) -> dict:
+          compile: bool = True, vs: dict | None = None) -> dict:
     """Seconds per drop, GNN (batched inference in chunks of each size in ``batches``,
     incl. feature and graph building and the output layer; eager, then compiled with
     :func:`pegnn.policies.compile_policy`) vs BCD (batched over all ``n`` drops,
     complex128, its defaults), same drops, same CPU, same run. BCD run drop by drop on
     the first ``n_unbatched`` drops is reported too (how it is usually deployed); the
-    headline speed-up is the fastest GNN configuration over that."""
+    headline speed-up is the fastest GNN configuration over that. ``vs`` (name → policy)
+    times other GNNs eager on the same drops, each batch size right after the main
+    policy's, and reports their time over the main policy's (side by side, so the ratio
+    survives a noisy machine)."""
     from pegnn.policies import compile_policy
     from pegnn.wireless.ris_bcd import ris_bcd
     ch = channels(n, 5, regime=regime)
 
-    def timed(b):
-        gnn_se(policy, ch, batch=b)                  # warm-up: structure caches, allocator, (re)compile
-        return gnn_se(policy, ch, batch=b)
+    def timed(b, pol=policy):
+        gnn_se(pol, ch, batch=b)                     # warm-up: structure caches, allocator, (re)compile
+        return gnn_se(pol, ch, batch=b)
 
-    eager = {b: timed(b) for b in batches}
+    eager, others = {}, {name: {} for name in vs or {}}
+    for b in batches:
+        eager[b] = timed(b)
+        for name, other in (vs or {}).items():
+            others[name][b] = timed(b, other)
     runs = {"eager": {b: sec for b, (_, sec) in eager.items()}}
     compile_sec = se_diff = None
     if compile:
@@ -251,6 +258,13 @@ def bench(policy, out: Path, n: int = 500, regime: str = "ris", batches=(20, 50,
            "speedup_gnn_over_unbatched_bcd": t_single / best,
            "speedup_eager_batch100_over_unbatched_bcd": t_single / runs["eager"].get(100, float("nan")),
            "se_gnn": g.mean().item(), "se_bcd": b["bcd"].mean().item(), "target_speedup": 100.0}
+    if vs:
+        res["vs"] = {name: {"gnn": dict(vs[name].model.config),
+                            "gnn_params": sum(p.numel() for p in vs[name].model.parameters()),
+                            "eager_sec_per_sample": {str(k): sec for k, (_, sec) in r.items()},
+                            "eager_time_over_main": {str(k): sec / runs["eager"][k] for k, (_, sec) in r.items()},
+                            "se_gnn": r[batches[-1]][0].mean().item()}
+                     for name, r in others.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     return res
@@ -262,6 +276,18 @@ def _policy(args):
     if getattr(args, "checkpoint", None):
         return load_policy(args.checkpoint, kind="ris")
     return pretrained("ris_gnn")
+
+
+def _vs_policies(pairs: list[str]) -> dict:
+    from pegnn.policy_files import load_policy, pretrained
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not name or (sep and not Path(path).is_file()) or (not sep and name not in ("ris_gnn", "ris_gnn_dual")):
+            raise ValueError(f"--vs {pair!r}: expected NAME=FILE with FILE an existing policy.pt, "
+                             "or ris_gnn / ris_gnn_dual")
+        out[name] = load_policy(path, kind="ris") if sep else pretrained(name)
+    return out
 
 
 def _int_list(s: str) -> list[int]:
@@ -307,6 +333,9 @@ def main(argv=None) -> int:
         else:
             q.add_argument("--n", type=positive_int, default=500)
             q.add_argument("--no-compile", action="store_true", help="time the eager GNN only")
+            q.add_argument("--vs", action="append", default=[], metavar="NAME=FILE",
+                           help="also time this policy eager on the same drops, side by side (NAME "
+                                "ris_gnn or ris_gnn_dual for a shipped one); repeatable")
     args = ap.parse_task(argv, untimed=("train", "fig5"))
     try:
         if args.cmd in ("train", "fig5"):
@@ -336,7 +365,7 @@ def main(argv=None) -> int:
                 evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")
             else:
-                r = bench(pol, Path(args.out), args.n, regime, compile=not args.no_compile)
+                r = bench(pol, Path(args.out), args.n, regime, compile=not args.no_compile, vs=_vs_policies(args.vs))
                 print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -4,6 +4,8 @@ phases out of the network, the precoder from the sum-SE-optimal structure
 constraints, its imitation loss and labels, and its configuration errors."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -184,9 +186,25 @@ def test_size_mixtures_carry_each_sizes_own_labels(tmp_path, monkeypatch):
     (["train", "train.loss=imitate"], "spec=graphs/ris_pr_dual.yaml"),
     (["train", "spec=graphs/ris_pr_dual.yaml", "features.W_0=true"], "features.W_0"),
     (["train", "spec=graphs/tenn_precoding.yaml"], "[q, p, theta]"),
+    (["bench", "--vs", "tecfp"], "--vs 'tecfp'"),
+    (["bench", "--vs", "dual=no/such/policy.pt"], "--vs 'dual=no/such/policy.pt'"),
 ])
 def test_cli_errors_are_one_line_exit_2(argv, needle, capsys):
     from tasks.ris_precoding import main
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_bench_times_another_policy_side_by_side(tmp_path):
+    from pegnn.policy_files import pretrained
+    from tasks.ris_precoding import bench
+    main, dual = pretrained("ris_gnn"), pretrained("ris_gnn_dual")
+    r = bench(main, tmp_path / "b.json", n=4, batches=(2, 4), n_unbatched=1, compile=False, vs={"dual": dual})
+    v = r["vs"]["dual"]
+    assert v["gnn_params"] == sum(p.numel() for p in dual.model.parameters()) != r["gnn_params"]
+    for b in ("2", "4"):
+        assert v["eager_time_over_main"][b] == v["eager_sec_per_sample"][b] / r["gnn_sec_per_sample"]["eager"][b]
+    from tasks.ris_precoding import channels, gnn_se
+    assert abs(v["se_gnn"] - gnn_se(dual, channels(4, 5))[0].mean().item()) < 1e-6      # the same drops
+    assert json.loads((tmp_path / "b.json").read_text())["vs"]["dual"]["se_gnn"] == v["se_gnn"]
