@@ -74,17 +74,28 @@ def load_task_policy(path: str | Path, kind: str, policy_cls, task: str):
     return policy_cls(model, {**ck.get("info", {}), "path": str(p)})
 
 
-def load_named_policies(items, kind: str) -> dict:
-    """``NAME=FILE`` strings (a task's ``--checkpoint`` list) → ``{NAME: policy}``, each
-    loaded by :func:`load_policy` with ``kind``; a malformed item or a bad file raises
-    ``ValueError`` naming it."""
+def load_named_policies(items, kind: str, option: str = "--checkpoint", shipped: bool = False) -> dict:
+    """``NAME=FILE`` strings (a task's ``option`` list, e.g. ``--checkpoint``) → ``{NAME:
+    policy}``, each loaded by :func:`load_policy` with ``kind``; with ``shipped``, a bare
+    ``NAME`` loads the shipped policy of that name (:func:`pretrained`). A malformed item
+    or a bad file raises ``ValueError`` naming ``option`` and the item."""
     out = {}
     for item in items:
         name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--checkpoint: expected NAME=FILE, got {item!r}")
-        out[name] = load_policy(path, kind=kind)
+        if shipped and not sep and name in _shipped():
+            path = CHECKPOINTS / f"{name}.pt"
+        if not name or not path:
+            also = " or the name of a shipped policy" if shipped else ""
+            raise ValueError(f"{option} {item!r}: expected NAME=FILE{also}")
+        try:
+            out[name] = load_policy(path, kind=kind)
+        except ValueError as e:
+            raise ValueError(f"{option} {item!r}: {e}") from None
     return out
+
+
+def _shipped() -> list[str]:
+    return sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
 
 
 def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):
@@ -115,7 +126,7 @@ def pretrained(name: str, **policy_kwargs):
     ``graphs/ris_pr_dual.yaml``). Keyword arguments override the policy's own (e.g.
     ``pretrained("tecfp", refine=5)``: 5 WMMSE steps after TECFP;
     ``pretrained("teus", refine=2)``: 2 rounds of swap search after TEUS)."""
-    have = sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
+    have = _shipped()
     path = CHECKPOINTS / f"{name}.pt"
     if name not in have:        # a name, not a path: "../x" must not load a file from elsewhere
         raise ValueError(f"no shipped policy {name!r}; available: {have or 'none yet'}")

@@ -237,7 +237,7 @@ def dual_labels(samples: dict, iters: int = 1500, lr: float = 0.05, batch: int =
     from tqdm.auto import tqdm
     from pegnn.data import _load_shard, _save_atomic, cache_dir, tensor_hash
     from pegnn.wireless import dual_ascent
-    tensors = {k: samples[k] for k in ("h_d", "G", "h_r", "noise_var", "P_max")}
+    tensors = dict(zip(("h_d", "G", "h_r", "noise_var", "P_max"), _channels_of(samples)))
     spec = {"drops": tensor_hash(tensors), "iters": iters, "lr": lr, "version": DUAL_LABELS_VERSION}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     path = cache_dir() / f"ris_pr-dual-labels-{key[:16]}.pt"
@@ -247,7 +247,7 @@ def dual_labels(samples: dict, iters: int = 1500, lr: float = 0.05, batch: int =
     B, M, U = samples["h_d"].shape[:3]
     parts = []
     for i in tqdm(range(0, B, batch), desc="dual labels", disable=not progress):
-        sub = tuple(tensors[k][i:i + batch] for k in ("h_d", "G", "h_r", "noise_var", "P_max"))
+        sub = tuple(x[i:i + batch] for x in tensors.values())
         # N_RF = 2K: the labels are the digital optimum's (q, p, theta), whatever the hybrid
         out, info = dual_ascent(sub, 2 * (U // M), iters=iters, lr=lr)
         n = out.theta.shape[0]

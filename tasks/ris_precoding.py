@@ -278,18 +278,6 @@ def _policy(args):
     return pretrained("ris_gnn")
 
 
-def _vs_policies(pairs: list[str]) -> dict:
-    from pegnn.policy_files import load_policy, pretrained
-    out = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not name or (sep and not Path(path).is_file()) or (not sep and name not in ("ris_gnn", "ris_gnn_dual")):
-            raise ValueError(f"--vs {pair!r}: expected NAME=FILE with FILE an existing policy.pt, "
-                             "or ris_gnn / ris_gnn_dual")
-        out[name] = load_policy(path, kind="ris") if sep else pretrained(name)
-    return out
-
-
 def _int_list(s: str) -> list[int]:
     try:
         vals = [int(v) for v in s.split(",")]
@@ -303,6 +291,7 @@ def _int_list(s: str) -> list[int]:
 @task_main
 def main(argv=None) -> int:
     from pegnn.config import ConfigError, load_config
+    from pegnn.policy_files import load_named_policies, load_policy
     from tasks.ris_figures import FIG6, evaluate, fig5     # here: ris_figures imports this module
     ap = TaskArgumentParser(prog="python -m tasks.ris_precoding", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -334,8 +323,8 @@ def main(argv=None) -> int:
             q.add_argument("--n", type=positive_int, default=500)
             q.add_argument("--no-compile", action="store_true", help="time the eager GNN only")
             q.add_argument("--vs", action="append", default=[], metavar="NAME=FILE",
-                           help="also time this policy eager on the same drops, side by side (NAME "
-                                "ris_gnn or ris_gnn_dual for a shipped one); repeatable")
+                           help="also time this policy eager on the same drops, side by side (a bare "
+                                "NAME: the shipped policy, e.g. ris_gnn_dual); repeatable")
     args = ap.parse_task(argv, untimed=("train", "fig5"))
     try:
         if args.cmd in ("train", "fig5"):
@@ -351,7 +340,6 @@ def main(argv=None) -> int:
             pol = _policy(args)
             regime = args.regime or getattr(pol, "info", {}).get("regime", "ris")
             if args.cmd == "evaluate":
-                from pegnn.policy_files import load_policy
                 pairs = args.sweep_checkpoint + ([f"K={args.checkpoint_K}"] if args.checkpoint_K else [])
                 sweep_pols = {}
                 for pair in pairs:
@@ -365,7 +353,8 @@ def main(argv=None) -> int:
                 evaluate(pol, args.n_test, out, regime, args.quick, sweep_policies=sweep_pols)
                 print(f"wrote {out / 'eval.json'}, {out / 'fig6_generalisation.png'}")
             else:
-                r = bench(pol, Path(args.out), args.n, regime, compile=not args.no_compile, vs=_vs_policies(args.vs))
+                r = bench(pol, Path(args.out), args.n, regime, compile=not args.no_compile,
+                          vs=load_named_policies(args.vs, kind="ris", option="--vs", shipped=True))
                 print(json.dumps(r, indent=2))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
