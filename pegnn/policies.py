@@ -18,8 +18,8 @@ from .models import PEGNN
 from .wireless.rates import _non_negative_int
 from .wireless.scheduling import _check_k
 
-__all__ = ["TECFPPolicy", "TEUSPolicy", "noise_input", "finite_outputs", "mmse_input", "tenn_inputs",
-           "MMSE_INPUT", "compile_policy"]
+__all__ = ["TECFPPolicy", "TEUSPolicy", "noise_input", "finite_outputs", "mmse_input", "stream_rate_input",
+           "tenn_inputs", "MMSE_INPUT", "STREAM_RATE_INPUT", "compile_policy"]
 
 NOISE_FEATURES = ("sigma2", "snr")
 
@@ -71,6 +71,10 @@ def finite_outputs(who: str, out: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
 #: The optional input of a TENN precoding spec that carries the MMSE precoder
 #: (``graphs/tenn_precoding_mmse.yaml``); see :func:`mmse_input`.
 MMSE_INPUT = "V_mmse"
+#: The optional input of a TENN precoding spec that carries, per user and receive
+#: antenna, the MMSE precoder's stream rates (``graphs/tenn_precoding_mmse_r.yaml``); see
+#: :func:`stream_rate_input`.
+STREAM_RATE_INPUT = "r_mmse"
 
 
 def mmse_input(H: Tensor, noise_var: Tensor) -> Tensor:
@@ -97,15 +101,47 @@ def mmse_input(H: Tensor, noise_var: Tensor) -> Tensor:
     return V * (H.flatten(1).norm(dim=1) / V.flatten(1).norm(dim=1))[:, None, None, None]
 
 
+def stream_rate_input(H: Tensor, noise_var: Tensor) -> Tensor:
+    r"""Per-stream rates of the MMSE precoder with MMSE receivers,
+    :math:`r_{k,i} = -\log_2 [\mathbf{E}_k]_{ii}`, from the MSE matrices
+    :math:`\mathbf{E}_k = \mathbf{I} - \mathbf{F}_k^H\mathbf{H}_k\mathbf{T}_k = \mathbf{\Xi}_k^{-1}`
+    of one WMMSE step (receive filters and weights, eq. (8)-(9) of paper 000) from
+    :func:`pegnn.wireless.mmse` (:func:`pegnn.wireless.wmmse.wmmse_auxiliary`).
+
+    Why: WMMSE turns streams off where it cannot separate them (at full load,
+    :math:`N_T = K N_R`, about half of them), a near-discrete choice which a TEPN reading
+    only ``H`` and ``V_mmse`` makes from sums over users, and gets wrong away from its
+    training size (``python -m tasks.full_load``). :math:`[\mathbf{E}_k]_{ii} \in (0, 1]`
+    says how well the MMSE precoder serves stream ``i`` of user ``k``: ``r`` is near 0 for
+    a stream it hardly serves and grows like the SNR in dB for a clean one; by Hadamard's
+    inequality :math:`\sum_i r_{k,i} \le -\log_2\det\mathbf{E}_k = R_k`, user ``k``'s
+    rate under MMSE precoding. Permuting users or receive antennas of ``H`` permutes
+    ``r`` the same way (:math:`\mathbf{E}_k \mapsto \mathbf{P}\mathbf{E}_k\mathbf{P}^T`);
+    permuting BS antennas leaves it unchanged, so the group stays that of eq. (11).
+
+    *Shapes*: ``H`` ``[B, K, N_R, N_T]`` complex, ``noise_var`` ``[B]`` → ``[B, K, N_R]``
+    float32 (≥ 0).
+    """
+    from .wireless.precoders import mmse
+    from .wireless.wmmse import wmmse_auxiliary
+    H = H.to(torch.complex128)
+    _, Xi = wmmse_auxiliary(H, mmse(H, noise_var), noise_var)
+    E = torch.linalg.inv(Xi).to(torch.complex64)          # Xi is Hermitian positive definite
+    return -torch.log2(torch.diagonal(E, dim1=-2, dim2=-1).real.clamp_min(1e-12))
+
+
 def tenn_inputs(spec, H: Tensor, s2: Tensor, noise_feature: str, extra: Mapping | None = None) -> dict:
     """The inputs of a TENN spec (``ue``, ``ant_ue``, ``ant_bs``) for channels ``H``
     ``[B, K, N_R, N_T]`` and noise variances ``s2`` ``[B]``: ``H``, the noise feature
-    (:func:`noise_input`), :data:`MMSE_INPUT` where the spec declares it, and ``extra``
+    (:func:`noise_input`), :data:`MMSE_INPUT` and :data:`STREAM_RATE_INPUT` where the spec
+    declares them, and ``extra``
     (any further inputs, e.g. the sequential scheduler's ``chosen`` ``[B, K]``)."""
     H = H.to(torch.complex64)
     x = {"H": H, "noise": noise_input(s2, noise_feature)}
     if MMSE_INPUT in spec.inputs:
         x[MMSE_INPUT] = mmse_input(H, s2)
+    if STREAM_RATE_INPUT in spec.inputs:
+        x[STREAM_RATE_INPUT] = stream_rate_input(H, s2)
     return x | dict(extra or {})
 
 

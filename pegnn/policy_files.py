@@ -120,7 +120,8 @@ def load_policy(path: str | Path, kind: str | None = None, **policy_kwargs):
 def pretrained(name: str, **policy_kwargs):
     """A policy shipped with pegnn (``pegnn/checkpoints/<name>.pt``): ``"tecfp"``,
     ``"tecfp_r2"`` (TECFP trained through 2 WMMSE steps in CFP form), ``"tecfp_mmse"``
-    (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"teus"``
+    (TECFP whose TEPN also reads the MMSE precoder, :func:`mmse_input`), ``"tecfp_mmse_r"``
+    (and the MMSE precoder's stream rates, :func:`stream_rate_input`), ``"teus"``
     (paper 000), ``"teus_mmse"`` (TEUSN reading the MMSE precoder of all candidates) or
     ``"ris_gnn"`` (paper 002) or ``"ris_gnn_dual"`` (the RIS GNN with the dual-form output,
     ``graphs/ris_pr_dual.yaml``). Keyword arguments override the policy's own (e.g.

@@ -6,8 +6,9 @@
 Why: trained at (N_T, K, N_R) = (32, 8, 2), TECFP generalises to N_T = 24-64 but not to
 N_T = 16, where the K N_R = 16 streams fill every transmit dimension. There WMMSE turns
 streams off (the weight a_k of a stream it cannot separate goes to zero); a policy never
-trained at full load keeps serving them. For each policy (the shipped ``tecfp_mmse`` and
-``tecfp`` by default, plus any ``--checkpoint NAME=FILE``) and each size, this writes the
+trained at full load keeps serving them, unless it reads which streams MMSE precoding
+serves badly (the shipped ``tecfp_mmse_r``, :func:`pegnn.policies.stream_rate_input`). For
+each policy (the shipped ``tecfp_mmse_r``, ``tecfp_mmse`` and ``tecfp`` by default, plus any ``--checkpoint NAME=FILE``) and each size, this writes the
 sum rate over WMMSE-MMSEInit per SNR and the mean number of streams that carry more than
 1 % of the transmit power (squared singular values of each V_k, paper 000 eq. 2), on the
 size-generalisation drops of ``tasks.precoding evaluate`` (seed 3).
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
             raise ValueError
     except ValueError:
         ap.error(f"--sizes: expected N_T,K pairs of positive ints, e.g. 16,8; got {args.sizes}")
-    policies = {"tecfp_mmse": pretrained("tecfp_mmse"), "tecfp": pretrained("tecfp")}
+    policies = {"tecfp_mmse_r": pretrained("tecfp_mmse_r"), "tecfp_mmse": pretrained("tecfp_mmse"),
+                "tecfp": pretrained("tecfp")}
     try:
         policies |= load_named_policies(args.checkpoint, kind="tecfp")
     except ValueError as e:

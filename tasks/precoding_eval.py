@@ -171,7 +171,7 @@ def bench(policy, out: Path, n: int = 200, refine=(3, 5)) -> dict:
 def _multiplications(model, K, N_R, N_T) -> dict:
     """Real multiplications per sample, counted from the layer shapes (paper 000 Table I
     counts the dominant matrix products the same way)."""
-    from pegnn.policies import MMSE_INPUT
+    from pegnn.policies import MMSE_INPUT, STREAM_RATE_INPUT
     D = model.config["hidden"]
     L = model.config["layers"]
     E = K * N_R * N_T
@@ -182,7 +182,11 @@ def _multiplications(model, K, N_R, N_T) -> dict:
     cfp = 4 * (2 * K * N_R * N_R * N_T + KN * KN * N_T + KN ** 3 // 3 + KN * KN * N_T)
     # the MMSE precoder input, where the spec has it: H H^H, its solve and H^H (.)
     mmse_in = 4 * (2 * KN * KN * N_T + KN ** 3 // 3) if MMSE_INPUT in model.spec.inputs else 0
-    return {"TEPN": tepn, "CFP": cfp} | ({"MMSE input": mmse_in} if mmse_in else {}) | {"TECFP": tepn + mmse_in + cfp}
+    # the stream rates: H_k V (K N_R x N_T x K N_R), C_k (K x N_R^2 K N_R), the N_R x N_R solves
+    rate_in = (4 * (KN * N_T * KN + K * N_R * N_R * KN + 2 * K * N_R ** 3)
+               if STREAM_RATE_INPUT in model.spec.inputs else 0)
+    extra = ({"MMSE input": mmse_in} if mmse_in else {}) | ({"stream-rate input": rate_in} if rate_in else {})
+    return {"TEPN": tepn, "CFP": cfp} | extra | {"TECFP": tepn + mmse_in + rate_in + cfp}
 
 
 def snr_table(r: dict, width: int = 15, methods=None) -> list[str]:

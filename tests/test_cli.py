@@ -32,6 +32,7 @@ SIZES = {
     "table1_wideband_mimo_multicell": "cell=2,ue=[1,2],ds=1,ant_ue=[1,2,1],rf=2,ant_bs=2,sc=2",
     "tenn_precoding": "ue=2,ant_ue=2,ant_bs=3",
     "tenn_precoding_mmse": "ue=2,ant_ue=2,ant_bs=3",
+    "tenn_precoding_mmse_r": "ue=2,ant_ue=2,ant_bs=3",
     "tenn_scheduling": "ue=4,ant_ue=2,ant_bs=3",
     "tenn_scheduling_mmse": "ue=4,ant_ue=2,ant_bs=3",
     "tenn_scheduling_seq": "ue=4,ant_ue=2,ant_bs=3",

@@ -19,6 +19,7 @@ GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 SIZES = {
     "tenn_precoding": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_precoding_mmse": "ue=4,ant_ue=2,ant_bs=5",
+    "tenn_precoding_mmse_r": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling_mmse": "ue=4,ant_ue=2,ant_bs=5",
     "tenn_scheduling_seq": "ue=4,ant_ue=2,ant_bs=5",

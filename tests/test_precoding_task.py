@@ -80,22 +80,56 @@ def test_mmse_input_is_equivariant_and_scaled_to_the_channel():
                                atol=1e-6, rtol=1e-5)
 
 
-def test_tecfp_reading_the_mmse_precoder_is_equivariant():
-    """TECFP on graphs/tenn_precoding_mmse.yaml (untrained weights): the policy builds the
-    V_mmse input itself, and permuting users, receive antennas (the streams follow) or BS
-    antennas of H permutes the precoder the same way; the plan puts no attention anywhere."""
+def test_stream_rate_input_matches_its_definition_and_permutes_with_h():
+    """r_mmse (graphs/tenn_precoding_mmse_r.yaml) against the brute-force definition: with
+    T_j = V_j^T of the MMSE precoder and the MMSE receiver, user k's MSE matrix is
+    E_k = (I + T_k^H H_k^H C_{-k}^{-1} H_k T_k)^{-1}, C_{-k} = sigma^2 I + sum_{j != k} H_k T_j T_j^H H_k^H;
+    r[k, i] = -log2 E_k[i, i] >= 0, and sum_i r[k, i] <= R_k (Hadamard). It permutes with H
+    along users and receive antennas and ignores the order of the BS antennas."""
+    from pegnn.policies import stream_rate_input
+    from pegnn.wireless import user_rates
+    H = rayleigh_channels(4, 5, 2, 6, seed=4).to(torch.complex64)
+    s2 = torch.tensor([1.0, 0.1, 0.01, 1e-4])
+    r = stream_rate_input(H, s2)
+    assert r.shape == (4, 5, 2) and r.dtype == torch.float32 and (r >= 0).all()
+    Hd, V = H.to(torch.complex128), mmse(H.to(torch.complex128), s2)
+    T = V.transpose(-1, -2)                                                    # [B, K, N_T, N_S]
+    for b in range(4):
+        for k in range(5):
+            C = s2[b].double() * torch.eye(2, dtype=torch.complex128)
+            for j in range(5):
+                if j != k:
+                    G = Hd[b, k] @ T[b, j]
+                    C = C + G @ G.mH
+            S = Hd[b, k] @ T[b, k]
+            E = torch.linalg.inv(torch.eye(2, dtype=torch.complex128) + S.mH @ torch.linalg.solve(C, S))
+            torch.testing.assert_close(r[b, k], -torch.log2(torch.diagonal(E).real).float(), atol=1e-4, rtol=1e-4)
+    assert (r.sum(-1) <= user_rates(H, mmse(H, s2), s2) + 1e-3).all()
+    g = torch.Generator().manual_seed(0)
+    pk, pr, pt = torch.randperm(5, generator=g), torch.tensor([1, 0]), torch.randperm(6, generator=g)
+    torch.testing.assert_close(stream_rate_input(H[:, pk][:, :, pr][..., pt], s2), r[:, pk][:, :, pr],
+                               atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, extra", [("tenn_precoding_mmse", set()),
+                                         ("tenn_precoding_mmse_r", {"r_mmse"})])
+def test_tecfp_reading_the_mmse_precoder_is_equivariant(name, extra):
+    """TECFP on graphs/tenn_precoding_mmse.yaml and _mmse_r.yaml (untrained weights): the
+    policy builds the V_mmse (and r_mmse) inputs itself, and permuting users, receive
+    antennas (the streams follow) or BS antennas of H permutes the precoder the same way;
+    the plan puts no attention anywhere."""
     from pegnn import PEGNN, load_spec
     from pegnn.models import TEPN
-    from pegnn.policies import MMSE_INPUT, TECFPPolicy, tenn_inputs
-    spec = load_spec(ROOT / "graphs" / "tenn_precoding_mmse.yaml")
+    from pegnn.policies import MMSE_INPUT, STREAM_RATE_INPUT, TECFPPolicy, tenn_inputs
+    spec = load_spec(ROOT / "graphs" / f"{name}.yaml")
     torch.manual_seed(0)
     model = PEGNN(spec, **{**TEPN, "attention": "auto"})
     assert model.attention_sets == []
     policy = TECFPPolicy(model)
     H = rayleigh_channels(3, 4, 2, 6, seed=5).to(torch.complex64)
-    assert set(tenn_inputs(spec, H, torch.full((3,), 0.1), "sigma2")) == {"H", "noise", MMSE_INPUT}
-    assert MMSE_INPUT not in tenn_inputs(load_spec(ROOT / "graphs" / "tenn_precoding.yaml"), H,
-                                         torch.full((3,), 0.1), "sigma2")
+    assert set(tenn_inputs(spec, H, torch.full((3,), 0.1), "sigma2")) == {"H", "noise", MMSE_INPUT} | extra
+    plain = tenn_inputs(load_spec(ROOT / "graphs" / "tenn_precoding.yaml"), H, torch.full((3,), 0.1), "sigma2")
+    assert MMSE_INPUT not in plain and STREAM_RATE_INPUT not in plain
     V = policy(H, 0.1)
     assert torch.allclose((V.abs() ** 2).sum((1, 2, 3)), torch.ones(3), atol=1e-5)
     _assert_permutes_with_h(policy, H, V, ant_ue=True)
@@ -126,6 +160,21 @@ def test_shipped_tecfp_mmse_beats_the_paper_tecfp_on_unseen_uma_drops(tecfp):
         r_mmse = sum_rate(H, mmse(H, s2), s2).mean()
         assert r_ours > r_tecfp > r_mmse, (snr, float(r_ours), float(r_tecfp), float(r_mmse))
     H = rayleigh_channels(4, 8, 2, 32, seed=3).to(torch.complex64)
+    _assert_permutes_with_h(ours, H, V=ours(H, 0.1))
+
+
+def test_shipped_tecfp_mmse_r_serves_fewer_streams_better_at_full_load():
+    """``tecfp_mmse_r`` (also reads the MMSE precoder's stream rates) against
+    ``tecfp_mmse`` at full load, (N_T, K, N_R) = (16, 8, 2), a size neither was trained at,
+    on unseen UMa drops (seed 7) at 20 dB: a higher mean sum rate; and equivariant with the
+    inputs built inside the policy."""
+    ours, base = pretrained("tecfp_mmse_r"), pretrained("tecfp_mmse")
+    assert ours.spec.name == "tenn_precoding_mmse_r" and ours.refine == 0
+    H = uma_channels(32, 8, 2, 16, seed=7)
+    s2 = 0.01
+    r_ours, r_base = sum_rate(H, ours(H, s2), s2).mean(), sum_rate(H, base(H, s2), s2).mean()
+    assert r_ours > r_base, (float(r_ours), float(r_base))
+    H = rayleigh_channels(4, 8, 2, 16, seed=3).to(torch.complex64)
     _assert_permutes_with_h(ours, H, V=ours(H, 0.1))
 
 
