@@ -17,6 +17,9 @@ the CFP followed by T WMMSE steps written in the same closed form
 ``spec=graphs/tenn_precoding_mmse.yaml`` gives the TEPN the MMSE precoder as a second
 input (:func:`pegnn.policies.mmse_input`): the interference reflected in an input, so
 ordinary processors suffice (paper 002's rule); shipped as ``tecfp_mmse.pt``.
+``spec=graphs/tenn_precoding_mmse_r.yaml`` adds the MMSE precoder's stream rates
+(:func:`pegnn.policies.stream_rate_input`), which tell the TEPN which streams to turn off
+at full load; shipped as ``tecfp_mmse_r.pt``.
 
 Baselines: ZF, MMSE, WMMSE-RandInit and WMMSE-MMSEInit (every ratio is over it), and
 MMSE+T, the TECFP+T steps from MMSE's start. Drops (:func:`channels`, cached): training
