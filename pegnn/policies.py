@@ -134,8 +134,8 @@ def tenn_inputs(spec, H: Tensor, s2: Tensor, noise_feature: str, extra: Mapping 
     """The inputs of a TENN spec (``ue``, ``ant_ue``, ``ant_bs``) for channels ``H``
     ``[B, K, N_R, N_T]`` and noise variances ``s2`` ``[B]``: ``H``, the noise feature
     (:func:`noise_input`), :data:`MMSE_INPUT` and :data:`STREAM_RATE_INPUT` where the spec
-    declares them, and ``extra``
-    (any further inputs, e.g. the sequential scheduler's ``chosen`` ``[B, K]``)."""
+    declares them, and ``extra`` (any further inputs, e.g. the sequential scheduler's
+    ``chosen`` ``[B, K]``)."""
     H = H.to(torch.complex64)
     x = {"H": H, "noise": noise_input(s2, noise_feature)}
     if MMSE_INPUT in spec.inputs:

@@ -8,10 +8,10 @@ N_T = 16, where the K N_R = 16 streams fill every transmit dimension. There WMMS
 streams off (the weight a_k of a stream it cannot separate goes to zero); a policy never
 trained at full load keeps serving them, unless it reads which streams MMSE precoding
 serves badly (the shipped ``tecfp_mmse_r``, :func:`pegnn.policies.stream_rate_input`). For
-each policy (the shipped ``tecfp_mmse_r``, ``tecfp_mmse`` and ``tecfp`` by default, plus any ``--checkpoint NAME=FILE``) and each size, this writes the
-sum rate over WMMSE-MMSEInit per SNR and the mean number of streams that carry more than
-1 % of the transmit power (squared singular values of each V_k, paper 000 eq. 2), on the
-size-generalisation drops of ``tasks.precoding evaluate`` (seed 3).
+each policy (the shipped ``tecfp_mmse_r``, ``tecfp_mmse`` and ``tecfp`` by default, plus any
+``--checkpoint NAME=FILE``) and each size, this writes the sum rate over WMMSE-MMSEInit per
+SNR and the mean number of streams that carry more than 1 % of the transmit power (squared
+singular values of each V_k, paper 000 eq. 2), on the size-generalisation drops of ``tasks.precoding evaluate`` (seed 3).
 """
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def test_shipped_tecfp_mmse_beats_the_paper_tecfp_on_unseen_uma_drops(tecfp):
     _assert_permutes_with_h(ours, H, V=ours(H, 0.1))
 
 
-def test_shipped_tecfp_mmse_r_serves_fewer_streams_better_at_full_load():
+def test_shipped_tecfp_mmse_r_beats_tecfp_mmse_at_full_load():
     """``tecfp_mmse_r`` (also reads the MMSE precoder's stream rates) against
     ``tecfp_mmse`` at full load, (N_T, K, N_R) = (16, 8, 2), a size neither was trained at,
     on unseen UMa drops (seed 7) at 20 dB: a higher mean sum rate; and equivariant with the
